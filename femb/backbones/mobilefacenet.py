@@ -1,0 +1,92 @@
+"""MobileFaceNet (InsightFace ``mbf`` layout): depthwise-separable blocks and a GDC embedding tail."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from femb.backbones.registry import register_backbone
+
+
+def conv_bn(in_c: int, out_c: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1,
+            activation: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
+        nn.BatchNorm2d(out_c),
+    ]
+    if activation:
+        layers.append(nn.PReLU(out_c))
+    return nn.Sequential(*layers)
+
+
+class DepthWise(nn.Module):
+    """1×1 expand, k×k depthwise, 1×1 linear projection; a residual when shapes allow."""
+
+    def __init__(self, in_c: int, out_c: int, groups: int, stride: int = 1, residual: bool = False):
+        super().__init__()
+        self.residual = residual
+        self.layers = nn.Sequential(
+            conv_bn(in_c, groups, 1),
+            conv_bn(groups, groups, 3, stride, 1, groups=groups),
+            conv_bn(groups, out_c, 1, activation=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(x)
+        return x + out if self.residual else out
+
+
+def residual_stage(channels: int, num_blocks: int, groups: int) -> nn.Sequential:
+    return nn.Sequential(*[DepthWise(channels, channels, groups, residual=True) for _ in range(num_blocks)])
+
+
+class MobileFaceNet(nn.Module):
+    def __init__(self, embed_dim: int = 512, blocks: tuple[int, ...] = (1, 4, 6, 2), scale: int = 2,
+                 expansion: int = 128, tail_channels: int = 512):
+        super().__init__()
+        # Channel widths scale with ``scale``; the expanded (depthwise) widths do not, as in InsightFace.
+        c64, c128 = 64 * scale, 128 * scale
+        e1, e2, e4 = expansion, expansion * 2, expansion * 4
+        stem: list[nn.Module] = [conv_bn(3, c64, 3, 2, 1)]
+        if blocks[0] == 1:
+            stem.append(conv_bn(c64, c64, 3, 1, 1, groups=e1 // 2))
+        else:
+            stem.append(residual_stage(c64, blocks[0], groups=e1))
+        self.body = nn.Sequential(
+            *stem,
+            DepthWise(c64, c64, groups=e1, stride=2),
+            residual_stage(c64, blocks[1], groups=e1),
+            DepthWise(c64, c128, groups=e2, stride=2),
+            residual_stage(c128, blocks[2], groups=e2),
+            DepthWise(c128, c128, groups=e4, stride=2),
+            residual_stage(c128, blocks[3], groups=e2),
+            conv_bn(c128, tail_channels, 1),
+        )
+        # Global depthwise convolution over the 7×7 map, then a linear embedding and BN.
+        self.features = nn.Sequential(
+            conv_bn(tail_channels, tail_channels, 7, groups=tail_channels, activation=False),
+            nn.Flatten(),
+            nn.Linear(tail_channels, embed_dim, bias=False),
+            nn.BatchNorm1d(embed_dim),
+        )
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(self.body(x))
+
+
+@register_backbone
+def mobilefacenet(embed_dim: int = 512, **kwargs) -> MobileFaceNet:
+    return MobileFaceNet(embed_dim, **kwargs)
+
+
+@register_backbone
+def mobilefacenet_small(embed_dim: int = 128, **kwargs) -> MobileFaceNet:
+    """About 0.4M parameters at D=128: the CPU default for the demo, tests and laptops."""
+    kwargs.setdefault("blocks", (1, 2, 2, 1))
+    kwargs.setdefault("scale", 1)
+    kwargs.setdefault("expansion", 64)
+    kwargs.setdefault("tail_channels", 256)
+    return MobileFaceNet(embed_dim, **kwargs)

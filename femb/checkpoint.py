@@ -1,0 +1,98 @@
+"""The one checkpoint format, read by training (resume), export and verify alike.
+
+A checkpoint is a plain dict of tensors and primitive values so that it loads with
+``torch.load(weights_only=True)``: a file from the internet cannot run code. It is written to
+a temporary file in the same folder and renamed, so a torn checkpoint never exists.
+
+Layout (``format == "femb.checkpoint"``, ``version == 1``)::
+
+    femb_version   str
+    backbone       {"name": str, "kwargs": dict, "state_dict": {...}}
+    header         {"name": str, "kwargs": dict, "state_dict": {...}} or None (stripped)
+    training       {"step", "epoch", "optimizer", "scheduler", "epoch_scheduler", "scaler",
+                    "rng", "best_accuracy", ...} or None (a plain saved model)
+    config         dict (the resolved run configuration, may be empty)
+    run_name       str or None
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "femb.checkpoint"
+VERSION = 1
+CHECKPOINT_NAMES = ("last.pt", "best.pt")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable femb checkpoint."""
+
+
+def to_plain(value: Any) -> Any:
+    """Turn containers (Counter, defaultdict, tuple, …) into dict/list so weights_only can read them."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, Mapping):
+        return {to_plain(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
+    """Write ``payload`` atomically: temporary file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, **to_plain(payload)}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def resolve_checkpoint_path(source: str | os.PathLike, prefer: str = "best") -> Path:
+    """A checkpoint file itself, or a run directory (``checkpoints/best.pt`` then ``last.pt``)."""
+    source = Path(source)
+    if not source.exists():
+        raise CheckpointError(f"{source}: no such file or directory")
+    if source.is_file():
+        return source
+    order = ["best.pt", "last.pt"] if prefer == "best" else ["last.pt", "best.pt"]
+    for folder in (source / "checkpoints", source):
+        for name in order:
+            if (folder / name).is_file():
+                return folder / name
+    if (source / "model.pt").is_file():
+        return source / "model.pt"
+    raise CheckpointError(f"{source}: no checkpoints/best.pt, checkpoints/last.pt or model.pt in this folder")
+
+
+def load_checkpoint(source: str | os.PathLike, prefer: str = "best") -> dict:
+    """Load a checkpoint safely (``weights_only=True``) and check its format."""
+    path = resolve_checkpoint_path(source, prefer=prefer)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: not a readable femb checkpoint ({first_line})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a femb checkpoint (no 'format: {FORMAT}' entry)")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than this femb reads")
+    payload["path"] = str(path)
+    return payload
