@@ -1,0 +1,39 @@
+"""TensorBoard scalars from training events, and the embedding projector at the end."""
+
+from __future__ import annotations
+
+import os
+
+from femb.training.events import Event
+
+STEP_SCALARS = {"loss": "train/loss", "lr": "train/lr", "images_per_s": "train/images_per_s",
+                "emb_norm_mean": "train/embedding_norm_mean", "regularizer": "train/regularizer"}
+EVAL_SCALARS = ("accuracy", "eer", "auc", "tar_at_far_1e-3", "tar_at_far_1e-4")
+
+
+class TensorBoardSink:
+    def __init__(self, log_dir: str | os.PathLike):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def __call__(self, event: Event) -> None:
+        kind = event["event"]
+        if kind == "step":
+            for key, tag in STEP_SCALARS.items():
+                if event.get(key) is not None:
+                    self.writer.add_scalar(tag, event[key], event["step"])
+        elif kind == "eval":
+            for key in EVAL_SCALARS:
+                if event.get(key) is not None:
+                    self.writer.add_scalar(f"val/{key}", event[key], event["step"])
+        elif kind == "end":
+            self.writer.flush()
+
+    def add_embeddings(self, embeddings, labels, images, step: int) -> None:
+        # Thumbnails back to [0, 1] for the projector's sprite.
+        self.writer.add_embedding(embeddings, metadata=[str(int(v)) for v in labels],
+                                  label_img=(images * 0.5 + 0.5).clamp(0, 1), global_step=step)
+
+    def close(self) -> None:
+        self.writer.close()
