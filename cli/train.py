@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 from femb_cli.app import app
@@ -84,7 +83,8 @@ def train_command(
 
     options = {key: str(value) if isinstance(value, Path) else value
                for key, value in ctx.params.items() if key not in ("config", "resume", "dashboard")}
-    explicit = {key for key in options if ctx.get_parameter_source(key) == click.core.ParameterSource.COMMANDLINE}
+    # Compared by name: typer vendors its own click in recent versions.
+    explicit = {key for key in options if getattr(ctx.get_parameter_source(key), "name", "") == "COMMANDLINE"}
     try:
         if resume is not None:
             train_config, folder = load_run_config(resume)

@@ -1,0 +1,156 @@
+"""Image decoding and the one tensor format every femb model sees.
+
+A face tensor is float32 ``3×112×112``, RGB, ``(x - 127.5) / 127.5`` (so values lie in [-1, 1]).
+
+Non-square images are letterboxed: resized so that the longer side is 112 (aspect ratio kept),
+then padded symmetrically with black. Nothing of the face is cropped away (ORL's 92×112 faces
+keep hair and chin) and the padding is the same constant for every image, so it carries no
+identity. Already-aligned 112×112 images (InsightFace sets) pass through untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+FACE_SIZE = 112
+MEAN = 127.5
+STD = 127.5
+
+
+class ImageLoadError(ValueError):
+    """A file (or encoded buffer) that cannot be decoded as an image; the message names it."""
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file of any mode (grayscale, PGM, palette, RGBA, 16-bit, ...) to PIL RGB."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_rgb(img)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        # SyntaxError: PIL raises it for some malformed headers (e.g. broken PNG chunks).
+        raise ImageLoadError(f"cannot read image {path}: {_one_line(error)}") from None
+
+
+def decode_image(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<bytes>") -> Image.Image:
+    """Decode an encoded image (JPEG/PNG/... bytes) to PIL RGB; ``name`` goes into the error message."""
+    if isinstance(data, np.ndarray):
+        data = data.tobytes()
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as img:
+            img.load()
+            return _to_rgb(img)
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise ImageLoadError(f"cannot decode image {name}: {_one_line(error)}") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img.copy()
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit / integer / float grayscale: scale the actual range to 8 bits instead of clipping.
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.round().astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent areas become black, like the letterbox padding.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (0, 0, 0))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def fit_to_face(img: Image.Image, size: int = FACE_SIZE) -> Image.Image:
+    """Letterbox an RGB image to ``size×size``: keep the aspect ratio, pad with black, centred."""
+    if img.mode != "RGB":
+        img = _to_rgb(img)
+    width, height = img.size
+    if (width, height) == (size, size):
+        return img
+    scale = size / max(width, height)
+    new_w = max(1, round(width * scale))
+    new_h = max(1, round(height * scale))
+    if (new_w, new_h) != (width, height):
+        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    canvas = Image.new("RGB", (size, size), (0, 0, 0))
+    canvas.paste(img, ((size - new_w) // 2, (size - new_h) // 2))
+    return canvas
+
+
+def to_face_uint8(img: Image.Image | np.ndarray) -> torch.Tensor:
+    """The letterboxed 112×112 image as a uint8 ``3×112×112`` tensor (compact, for caches)."""
+    if isinstance(img, np.ndarray):
+        img = _array_to_pil(img)
+    arr = np.asarray(fit_to_face(img), dtype=np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def _array_to_pil(arr: np.ndarray) -> Image.Image:
+    if arr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image array (H×W×3 or H×W), got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return _to_rgb(Image.fromarray(np.ascontiguousarray(arr), mode="RGBA"))
+    raise ValueError(f"expected an image array of shape H×W×3 (or H×W), got {arr.shape}")
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[...,3,H,W]`` → float32 ``(x - 127.5) / 127.5``."""
+    if images.device.type == "cpu" and not images.requires_grad:
+        # numpy, single-threaded: for one image torch's thread pool costs more than the arithmetic.
+        array = images.numpy().astype(np.float32)
+        array -= np.float32(MEAN)
+        array /= np.float32(STD)
+        return torch.from_numpy(array)
+    return (images.to(torch.float32) - MEAN) / STD
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize`, rounded and clamped to uint8 (for saving or showing images)."""
+    return (images.detach().to(torch.float32) * STD + MEAN).round().clamp(0, 255).to(torch.uint8)
+
+
+def to_face_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
+    """PIL image (any mode) or uint8 ``H×W×3`` / ``H×W`` array → float32 face tensor ``3×112×112``."""
+    return normalize(to_face_uint8(img))
+
+
+def hflip(images: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right; works on one ``C×H×W`` image or a batch ``N×C×H×W``."""
+    return torch.flip(images, dims=(-1,))
+
+
+def random_hflip(
+    image: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Mirror one image with probability ``p`` (training augmentation)."""
+    if torch.rand((), generator=generator).item() < p:
+        return hflip(image)
+    return image
+
+
+def image_files(folder: str | os.PathLike, extensions: tuple[str, ...]) -> list[Path]:
+    """Image files under ``folder`` (recursively, hidden entries skipped), sorted for stable order."""
+    suffixes = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes:
+                found.append(Path(dirpath) / name)
+    return sorted(found)
