@@ -1,0 +1,216 @@
+"""The shared base of every classification head: class centres, cosine logits, the margin hook.
+
+A margin head computes scale·cosθ_j between the normalised embedding and each normalised class
+centre (the scale, ``s`` or ‖x‖ for SphereFace, multiplies x̂ before the matmul, which is cheaper
+than multiplying ``N×C`` logits), lets the method change only the target logit
+(:meth:`MarginHeader.margin`, on cosθ_y clamped to [−1, 1]) and writes it back in place. The
+result goes to a plain ``torch.nn.CrossEntropyLoss``.
+
+Class centres stay unit-norm *in place*
+---------------------------------------
+Normalising the full ``C×D`` weight through autograd every step (``F.normalize(weight)``) costs
+about 3× a plain ``linear + cross_entropy`` step at C=100k on CPU: the normalised copy, its
+backward and the projection of the gradient all touch ``C×D`` floats. Instead, in training mode
+the rows of ``weight`` are divided by their norms under ``no_grad`` before the matmul (only when
+``weight`` changed since the last time: after an optimizer step, ``load_state_dict`` or a device
+move), and ``weight`` itself is then used as the unit centres (as opensphere does).
+
+What this does to the gradient: autograd sees ``cos = x̂ · Wᵀ`` with ``W`` already unit, so
+``dL/dW_j`` is not multiplied by ``(I − ŵŵᵀ)/‖W_j‖``: its radial component is kept. The optimizer
+step therefore moves ``W_j`` slightly off the sphere and the next forward projects it back — a
+projected-gradient scheme on the sphere. The logits and the gradients with respect to the
+embeddings are *exactly* those of the fully normalised version (the centres are unit already);
+``dL/dW_j`` differs by the factor ‖W_j‖ (1 here) and the radial part, which the next
+renormalisation removes.
+``normalize_weight_in_place=False`` gives the autograd-normalised version (slower, and
+``weight`` is left as the optimizer made it). In eval mode ``weight`` is never written: the
+centres are normalised out of place, so a non-normalised checkpoint is read correctly either way.
+
+Numerics
+--------
+All margin maths runs in float32 with autocast disabled, whatever the caller's autocast
+(``exp(64)`` overflows fp16, and bf16 has 8 bits of mantissa for cosines near 1). Margins never
+call ``acos`` on an unclamped cosine, so losses and gradients stay finite at cosθ = ±1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# F.normalize's default; also used for the in-place renormalisation so both give identical centres.
+NORM_EPS = 1e-12
+# Floor of sin²θ in sqrt(1 − cos²θ): keeps d sinθ / d cosθ finite at cosθ = ±1.
+SIN2_EPS = 1e-7
+# Distance from ±1 of the cosine given to acos, whose derivative is infinite at ±1.
+ACOS_EPS = 1e-6
+
+
+class Header(nn.Module):
+    """A classification head: class centres ``weight`` (``out_features × in_features``).
+
+    Subclasses set the class attribute ``name`` (their registry name) and extend
+    :meth:`hparams` with their own constructor arguments, so that :func:`femb.headers.header_spec`
+    can rebuild them.
+    """
+
+    name: str = ""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        if int(in_features) <= 0 or int(out_features) <= 0:
+            raise ValueError(
+                f"in_features and out_features must be positive, got {in_features}, {out_features}"
+            )
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
+
+    def hparams(self) -> dict[str, int | float | bool | str]:
+        """Constructor arguments that rebuild this head (numbers, bools and strings only)."""
+        return {"in_features": self.in_features, "out_features": self.out_features}
+
+    def extra_loss(self, embeddings: Tensor) -> Tensor | None:
+        """An extra, already weighted, scalar term for the loss; ``None`` when the method has none."""
+        return None
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in self.hparams().items())
+
+
+class MarginHeader(Header):
+    """Cosine logits with a per-method margin on the target logit; see the module docstring.
+
+    Subclasses override :meth:`margin` (and :meth:`logit_scale` when the scale is not ``s``).
+    Rows labelled ``-1`` (their class is held by another shard) get no margin.
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, s: float = 64.0, normalize_weight_in_place: bool = True
+    ) -> None:
+        super().__init__(in_features, out_features)
+        self.s = float(s)
+        self.normalize_weight_in_place = bool(normalize_weight_in_place)
+        # (storage, version) of `weight` when it was last renormalised; skipped while unchanged, so
+        # two forwards before one backward (or activation checkpointing) never write a saved tensor.
+        self._unit_weight_key: tuple[int, int] | None = None
+        nn.init.normal_(self.weight)
+        with torch.no_grad():
+            self.weight.div_(torch.linalg.vector_norm(self.weight, dim=1, keepdim=True))
+
+    def hparams(self) -> dict[str, int | float | bool | str]:
+        return {**super().hparams(), "normalize_weight_in_place": self.normalize_weight_in_place}
+
+    def margin(self, cos_target: Tensor, norms: Tensor) -> Tensor:
+        """The new target logit before scaling, from ``cosθ_y`` and ‖x‖ (both of shape ``N``)."""
+        return cos_target
+
+    def logit_scale(self, norms: Tensor) -> float | Tensor:
+        """What multiplies every logit: ``s`` (a float) or one value per row (shape ``N``)."""
+        return self.s
+
+    def unit_centres(self) -> Tensor:
+        """The class centres with unit rows, as float32 (in training, ``weight`` renormalised in place)."""
+        weight = self.weight
+        if not self.normalize_weight_in_place or not self.training:
+            return F.normalize(weight.float(), dim=1, eps=NORM_EPS)
+        key = (weight.data_ptr(), weight._version)
+        if key != self._unit_weight_key:
+            with torch.no_grad():
+                weight.div_(torch.linalg.vector_norm(weight, dim=1, keepdim=True).clamp_min(NORM_EPS))
+            self._unit_weight_key = (weight.data_ptr(), weight._version)
+        return weight.float()
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """Margin-adjusted, scaled float32 logits ``N×C`` for ``torch.nn.CrossEntropyLoss``."""
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            x = embeddings.float()
+            norms = torch.linalg.vector_norm(x, dim=1)
+            scale = self.logit_scale(norms)
+            # x̂·scale: the scale goes on the N×D side of the matmul, so no N×C pass multiplies logits.
+            row_factor = scale / norms.clamp_min(NORM_EPS)
+            logits = F.linear(x * row_factor.unsqueeze(1), self.unit_centres())
+
+            rows = torch.arange(logits.shape[0], device=logits.device)
+            columns = labels.long().clamp_min(0)  # column 0 only as a placeholder for label -1
+            # Advanced indexing (unlike gather) saves no reference to `logits` for the backward, so
+            # the target can be written back in place below: no N×C copy in the forward.
+            scaled_target = logits[rows, columns]
+            # Only the target goes through the margin maths, so only it is clamped: the other
+            # cosines are merely scaled, and a rounding ulp past ±1 does them no harm.
+            divisor = scale.clamp_min(NORM_EPS) if isinstance(scale, Tensor) else scale
+            cos_target = (scaled_target / divisor).clamp(-1.0, 1.0)
+            target = torch.where(labels >= 0, self.margin(cos_target, norms) * scale, scaled_target)
+            logits.index_put_((rows, columns), target)
+        return logits
+
+
+def sin_from_cos(cos: Tensor) -> Tensor:
+    """sinθ for θ ∈ [0, π], with a floor on sin²θ so that the gradient is finite at cosθ = ±1."""
+    return torch.sqrt((1.0 - cos * cos).clamp_min(SIN2_EPS))
+
+
+def safe_acos(cos: Tensor) -> Tensor:
+    """θ = acos(cos), the cosine first clamped to [−1+ε, 1−ε] (acos' is infinite at ±1).
+
+    Clamping is monotonic, so θ stays non-increasing in cosθ; the cost is a zero gradient for the
+    few cosines within ε of ±1 and an angle error below sqrt(2ε) ≈ 1.4e-3 rad there.
+    """
+    return torch.acos(cos.clamp(-1.0 + ACOS_EPS, 1.0 - ACOS_EPS))
+
+
+def monotonic_cos(cos_phi: Tensor, k: Tensor) -> Tensor:
+    """A-Softmax's ψ: (−1)^k·cos φ − 2k with k = ⌊φ/π⌋ (given, without gradient).
+
+    cos φ turns back up past φ = π; ψ continues it downwards instead, so a target built from
+    cos(θ + margin) keeps decreasing over θ ∈ [0, π] and stays continuous.
+    """
+    sign = 1.0 - 2.0 * torch.remainder(k, 2.0)
+    return sign * cos_phi - 2.0 * k
+
+
+def _cos_sin(m: float | Tensor) -> tuple[float | Tensor, float | Tensor]:
+    # A float margin stays a Python float: no tensor, no kernel launch for two constants.
+    if isinstance(m, Tensor):
+        return torch.cos(m), torch.sin(m)
+    return math.cos(m), math.sin(m)
+
+
+def cos_plus(cos: Tensor, m: float | Tensor) -> Tensor:
+    """cos(θ + m) = cosθ·cos m − sinθ·sin m from cosθ, without acos (exact, finite derivative)."""
+    cos_m, sin_m = _cos_sin(m)
+    return cos * cos_m - sin_from_cos(cos) * sin_m
+
+
+def additive_angular_margin(cos: Tensor, m: float | Tensor, easy_margin: bool) -> Tensor:
+    """cos(θ + m) from cosθ, as used by ArcFace (``m`` a float) and MagFace (``m`` per row).
+
+    :func:`cos_plus` gives the exact derivative s·sin(θ+m)/sinθ (finite: sin²θ is floored).
+    InsightFace instead writes the margin in place under ``no_grad`` (a straight-through gradient
+    of s); we do not.
+
+    Where θ + m > π, cos(θ+m) would rise again; InsightFace's fallback cosθ − m·sin m is used for
+    cosθ ≤ cos(π − m), which keeps the target decreasing in θ. With ``easy_margin`` the margin is
+    applied only where cosθ > 0 (θ < π/2) and there is no fallback; the target then jumps back up
+    at θ = 90° (from cos(π/2 + m) to 0), as in the official code.
+    """
+    cos_theta_plus_m = cos_plus(cos, m)
+    if easy_margin:
+        return torch.where(cos > 0, cos_theta_plus_m, cos)
+    cos_m, sin_m = _cos_sin(m)
+    # cos(π − m) = −cos m; past it, θ + m > π.
+    return torch.where(cos > -cos_m, cos_theta_plus_m, cos - m * sin_m)
+
+
+__all__ = [
+    "Header",
+    "MarginHeader",
+    "additive_angular_margin",
+    "cos_plus",
+    "monotonic_cos",
+    "safe_acos",
+    "sin_from_cos",
+]

@@ -1,0 +1,41 @@
+"""Helpers for the header tests: 2-D embeddings at known angles and planar class centres."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from femb.headers import build_header
+
+MARGIN_HEADERS = ["sphereface", "cosface", "arcface", "magface", "combined"]
+ALL_HEADERS = ["linear", *MARGIN_HEADERS]
+
+# Tolerances by the dtype the embeddings had: the heads compute in float32 either way, so under
+# bf16 the only extra error is the rounding of the embeddings themselves (8-bit mantissa).
+TOLERANCES = {
+    torch.float32: {"rtol": 1e-5, "atol": 1e-4},
+    torch.bfloat16: {"rtol": 2e-2, "atol": 1.0},
+}
+
+
+def planar_header(name: str, **kwargs) -> torch.nn.Module:
+    """A head on 2-D embeddings with three class centres at 0°, 90° and 180°."""
+    header = build_header(name, 2, 3, **kwargs)
+    with torch.no_grad():
+        header.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+    return header
+
+
+def at_angles(degrees, norm: float = 1.0) -> torch.Tensor:
+    """2-D embeddings of the given norm at the given angles (degrees) from the x axis."""
+    radians = torch.as_tensor(degrees, dtype=torch.float64).reshape(-1) * math.pi / 180.0
+    return (norm * torch.stack([torch.cos(radians), torch.sin(radians)], dim=1)).float()
+
+
+def target_sweep(header: torch.nn.Module, steps: int = 2001, norm: float = 1.0) -> torch.Tensor:
+    """The target logit of class 0 (centre at 0°) for θ from 0 to π, in eval mode."""
+    header.eval()
+    degrees = torch.linspace(0.0, 180.0, steps, dtype=torch.float64)
+    with torch.no_grad():
+        return header(at_angles(degrees, norm), torch.zeros(steps, dtype=torch.long))[:, 0]
