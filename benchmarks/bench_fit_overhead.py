@@ -54,13 +54,21 @@ def bare_loop(args, data: TensorDataset) -> float:
 def femb_fit(args, data: TensorDataset) -> float:
     model = make_model(args)
     start = time.perf_counter()
-    model.fit(data, batch_size=args.batch_size, device="cpu", optimizer=make_optimizer(model),
-              max_training_steps=args.steps, seed=None)
+    model.fit(
+        data,
+        batch_size=args.batch_size,
+        device="cpu",
+        optimizer=make_optimizer(model),
+        max_training_steps=args.steps,
+        seed=None,
+    )
     return args.steps / (time.perf_counter() - start)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backbone", default="mobilefacenet_small")
     parser.add_argument("--head", default="arcface")
     parser.add_argument("--embed-dim", type=int, default=128)
@@ -72,16 +80,20 @@ def main() -> None:
 
     generator = torch.Generator().manual_seed(0)
     count = args.batch_size * 8
-    data = TensorDataset(torch.randn(count, 3, 112, 112, generator=generator),
-                         torch.randint(0, args.classes, (count,), generator=generator))
+    data = TensorDataset(
+        torch.randn(count, 3, 112, 112, generator=generator),
+        torch.randint(0, args.classes, (count,), generator=generator),
+    )
     bare, fit = [], []
     femb_fit(args, data)  # warm-up: allocator, thread pools
     for _ in range(args.rounds):
         bare.append(bare_loop(args, data))
         fit.append(femb_fit(args, data))
     bare_rate, fit_rate = statistics.median(bare), statistics.median(fit)
-    print(f"{args.backbone} + {args.head}, batch {args.batch_size}, {args.steps} steps × {args.rounds} rounds, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"{args.backbone} + {args.head}, batch {args.batch_size}, {args.steps} steps × {args.rounds} rounds, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"bare PyTorch loop : {bare_rate:.3f} steps/s  (runs: {', '.join(f'{r:.3f}' for r in bare)})")
     print(f"femb fit          : {fit_rate:.3f} steps/s  (runs: {', '.join(f'{r:.3f}' for r in fit)})")
     print(f"ratio fit / bare  : {fit_rate / bare_rate:.3f}")

@@ -36,18 +36,24 @@ class ProgressPrinter:
         if kind == "start":
             self.total = event["total_steps"]
             where = f" from step {event['start_step']}" if event.get("start_step") else ""
-            self._echo(f"training {event.get('run_name')} on {event['device']}: {self.total} steps{where}, "
-                       f"{event.get('num_classes')} classes, {event['num_parameters'] / 1e6:.2f}M backbone parameters")
+            self._echo(
+                f"training {event.get('run_name')} on {event['device']}: {self.total} steps{where}, "
+                f"{event.get('num_classes')} classes, {event['num_parameters'] / 1e6:.2f}M backbone parameters"
+            )
         elif kind == "step":
             now = time.monotonic()
             if now - self._last_print >= self.interval_s or event["step"] == self.total:
                 self._last_print = now
-                self._echo(f"step {event['step']}/{self.total}  loss {event['loss']:.4f}  lr {event['lr']:.4g}  "
-                           f"{event['images_per_s']:.1f} img/s  ETA {format_duration(event.get('eta_s'))}")
+                self._echo(
+                    f"step {event['step']}/{self.total}  loss {event['loss']:.4f}  lr {event['lr']:.4g}  "
+                    f"{event['images_per_s']:.1f} img/s  ETA {format_duration(event.get('eta_s'))}"
+                )
         elif kind == "eval":
             best = " (best)" if event.get("is_best") else ""
-            self._echo(f"verify @ {event['step']}: accuracy {event['accuracy']:.4f} ± {event['accuracy_std']:.4f}  "
-                       f"EER {event['eer']:.4f}  AUC {event['auc']:.4f}{best}")
+            self._echo(
+                f"verify @ {event['step']}: accuracy {event['accuracy']:.4f} ± {event['accuracy_std']:.4f}  "
+                f"EER {event['eer']:.4f}  AUC {event['auc']:.4f}{best}"
+            )
         elif kind == "checkpoint":
             self._echo(f"checkpoint ({event['kind']}) @ {event['step']}: {event['path']}")
         elif kind == "log" and event["level"] != "info":

@@ -15,31 +15,64 @@ def run_with_progress(config: TrainConfig, run_dir: RunDir, *, datasets=None, re
     from femb.training.recipe import train
 
     try:
-        result = train(config, callbacks=[ProgressPrinter()], run_dir=run_dir, resume=resume, datasets=datasets)
+        result = train(
+            config, callbacks=[ProgressPrinter()], run_dir=run_dir, resume=resume, datasets=datasets
+        )
     except ValueError as error:
         raise fail(str(error)) from None
     return EXIT_CODES.get(result.reason, 1)
 
 
-def run_with_dashboard(config: TrainConfig, run_dir: RunDir, *, datasets=None, resume: bool = False) -> int:
+def run_with_dashboard(
+    config: TrainConfig, run_dir: RunDir, *, datasets=None, resume: bool = False, exit_on_end: bool = False
+) -> int:
     from femb.training.recipe import train
     from femb_cli.dashboard import create_dashboard_app
 
     control = TrainingControl(run_dir.control)
-    outcome: dict = {}
 
     def run_training(sink, control_: TrainingControl):
-        outcome["result"] = train(config, callbacks=[sink], control=control_, run_dir=run_dir, resume=resume,
-                                  datasets=datasets)
-        return outcome["result"]
+        return train(
+            config, callbacks=[sink], control=control_, run_dir=run_dir, resume=resume, datasets=datasets
+        )
 
-    app = create_dashboard_app(run_training=run_training, control=control, title=f"femb train · {run_dir.name}")
+    app = create_dashboard_app(
+        run_training=run_training,
+        control=control,
+        title=f"femb train · {run_dir.name}",
+        exit_on_end=exit_on_end,
+    )
     app.run()
-    result = outcome.get("result")
-    printer = ProgressPrinter()
+    error = getattr(app, "training_error", None)
+    if isinstance(error, ValueError):
+        raise fail(str(error)) from None
+    if error is not None:
+        raise fail(
+            f"training failed: {type(error).__name__}: {error} (events in {run_dir.metrics_file})", code=1
+        )
+    result = getattr(app, "training_result", None)
     if result is None:
-        raise fail(f"training did not finish; see {run_dir.metrics_file}", code=1)
-    printer({"event": "end", "step": result.step, "reason": result.reason,
-             "message": f"best verification accuracy {result.best_accuracy}",
-             "resume_command": f"femb train --resume {run_dir.path}" if result.reason != "completed" else None})
+        # The dashboard was closed before the loop reported back; its checkpoint is on disk.
+        raise fail(
+            f"the dashboard closed before training ended; resume with: femb train --resume {run_dir.path}",
+            code=1,
+        )
+    ProgressPrinter()(
+        {
+            "event": "end",
+            "step": result.step,
+            "reason": result.reason,
+            "message": _summary(result),
+            "resume_command": f"femb train --resume {run_dir.path}" if result.reason != "completed" else None,
+        }
+    )
     return EXIT_CODES.get(result.reason, 1)
+
+
+def _summary(result) -> str:
+    best = (
+        f"best verification accuracy {result.best_accuracy:.4f}"
+        if result.best_accuracy is not None
+        else "no verification run"
+    )
+    return f"{best}; run directory {result.run_dir}"

@@ -17,72 +17,133 @@ DATA, MODEL, HEAD, OPTIM, RUN = "Data", "Model", "Head", "Optimisation", "Run"
 @app.command("train")
 def train_command(
     ctx: typer.Context,
-    data: Annotated[str, typer.Option(help="An image folder (one sub-folder per identity) or synthetic[:N_IDENTITIES].",
-                                      rich_help_panel=DATA)] = "synthetic:200",
-    val: Annotated[str | None, typer.Option(help="Validation: a .bin pairs file or an image folder "
-                                            "[default: held-out synthetic identities].", rich_help_panel=DATA)] = None,
-    val_pairs: Annotated[int, typer.Option(help="Pairs drawn from a validation image folder.",
-                                           rich_help_panel=DATA)] = 2000,
-    backbone: Annotated[str, typer.Option(help="Backbone name (see `femb info`).",
-                                          rich_help_panel=MODEL)] = "mobilefacenet_small",
+    data: Annotated[
+        str,
+        typer.Option(
+            help="An image folder (one sub-folder per identity) or synthetic[:N_IDENTITIES].",
+            rich_help_panel=DATA,
+        ),
+    ] = "synthetic:200",
+    val: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation: a .bin pairs file or an image folder [default: held-out synthetic identities].",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    val_pairs: Annotated[
+        int, typer.Option(help="Pairs drawn from a validation image folder.", rich_help_panel=DATA)
+    ] = 2000,
+    backbone: Annotated[
+        str, typer.Option(help="Backbone name (see `femb info`).", rich_help_panel=MODEL)
+    ] = "mobilefacenet_small",
     embed_dim: Annotated[int, typer.Option(help="Embedding size.", rich_help_panel=MODEL)] = 128,
-    head: Annotated[str, typer.Option(help="linear | sphereface | cosface | arcface | magface | combined.",
-                                      rich_help_panel=HEAD)] = "arcface",
-    s: Annotated[float | None, typer.Option(help="Scale [default: the head's].", rich_help_panel=HEAD)] = None,
-    m: Annotated[float | None, typer.Option(help="Margin [default: the head's].", rich_help_panel=HEAD)] = None,
-    easy_margin: Annotated[bool | None, typer.Option("--easy-margin/--no-easy-margin",
-                                                     help="ArcFace: margin only where cos θ > 0.",
-                                                     rich_help_panel=HEAD)] = None,
-    m1: Annotated[float | None, typer.Option(help="Combined: angle multiplier.", rich_help_panel=HEAD)] = None,
+    head: Annotated[
+        str,
+        typer.Option(
+            help="linear | sphereface | cosface | arcface | magface | combined.", rich_help_panel=HEAD
+        ),
+    ] = "arcface",
+    s: Annotated[
+        float | None, typer.Option(help="Scale [default: the head's].", rich_help_panel=HEAD)
+    ] = None,
+    m: Annotated[
+        float | None, typer.Option(help="Margin [default: the head's].", rich_help_panel=HEAD)
+    ] = None,
+    easy_margin: Annotated[
+        bool | None,
+        typer.Option(
+            "--easy-margin/--no-easy-margin",
+            help="ArcFace: margin only where cos θ > 0.",
+            rich_help_panel=HEAD,
+        ),
+    ] = None,
+    m1: Annotated[
+        float | None, typer.Option(help="Combined: angle multiplier.", rich_help_panel=HEAD)
+    ] = None,
     m2: Annotated[float | None, typer.Option(help="Combined: additive angle.", rich_help_panel=HEAD)] = None,
-    m3: Annotated[float | None, typer.Option(help="Combined: cosine subtraction.", rich_help_panel=HEAD)] = None,
-    l_a: Annotated[float | None, typer.Option(help="MagFace: lower feature norm.", rich_help_panel=HEAD)] = None,
-    u_a: Annotated[float | None, typer.Option(help="MagFace: upper feature norm.", rich_help_panel=HEAD)] = None,
+    m3: Annotated[
+        float | None, typer.Option(help="Combined: cosine subtraction.", rich_help_panel=HEAD)
+    ] = None,
+    l_a: Annotated[
+        float | None, typer.Option(help="MagFace: lower feature norm.", rich_help_panel=HEAD)
+    ] = None,
+    u_a: Annotated[
+        float | None, typer.Option(help="MagFace: upper feature norm.", rich_help_panel=HEAD)
+    ] = None,
     l_m: Annotated[float | None, typer.Option(help="MagFace: lower margin.", rich_help_panel=HEAD)] = None,
     u_m: Annotated[float | None, typer.Option(help="MagFace: upper margin.", rich_help_panel=HEAD)] = None,
-    lambda_g: Annotated[float | None, typer.Option(help="MagFace: regulariser weight.",
-                                                   rich_help_panel=HEAD)] = None,
+    lambda_g: Annotated[
+        float | None, typer.Option(help="MagFace: regulariser weight.", rich_help_panel=HEAD)
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Images per step.", rich_help_panel=OPTIM)] = 64,
-    steps: Annotated[int, typer.Option(help="Training steps (0: unused; both 0 → 1000).",
-                                       rich_help_panel=OPTIM)] = 0,
-    epochs: Annotated[int, typer.Option(help="Epochs (0: unused); the first limit reached ends the run.",
-                                        rich_help_panel=OPTIM)] = 0,
+    steps: Annotated[
+        int, typer.Option(help="Training steps (0: unused; both 0 → 1000).", rich_help_panel=OPTIM)
+    ] = 0,
+    epochs: Annotated[
+        int,
+        typer.Option(help="Epochs (0: unused); the first limit reached ends the run.", rich_help_panel=OPTIM),
+    ] = 0,
     lr: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=OPTIM)] = 0.1,
     optimizer: Annotated[str, typer.Option(help="sgd | adamw.", rich_help_panel=OPTIM)] = "sgd",
-    scheduler: Annotated[str, typer.Option(help="cosine | multistep | poly | constant (after warm-up).",
-                                           rich_help_panel=OPTIM)] = "cosine",
+    scheduler: Annotated[
+        str, typer.Option(help="cosine | multistep | poly | constant (after warm-up).", rich_help_panel=OPTIM)
+    ] = "cosine",
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.", rich_help_panel=OPTIM)] = 50,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.", rich_help_panel=OPTIM)] = 5e-4,
-    amp: Annotated[str, typer.Option(help="none | bf16 | fp16 | auto (mixed precision; the margin maths "
-                                     "stays fp32).", rich_help_panel=OPTIM)] = "none",
-    grad_clip: Annotated[float, typer.Option(help="Clip the gradient norm (0: off).",
-                                             rich_help_panel=OPTIM)] = 0.0,
-    skip_nonfinite: Annotated[bool, typer.Option(help="Skip steps with a NaN/inf loss instead of stopping.",
-                                                 rich_help_panel=OPTIM)] = False,
-    eval_every: Annotated[int, typer.Option(help="Verify every N steps (and at the end; 0: only at the end).",
-                                            rich_help_panel=RUN)] = 100,
-    checkpoint_every: Annotated[int, typer.Option(help="Write checkpoints/last.pt every N steps.",
-                                                  rich_help_panel=RUN)] = 100,
+    amp: Annotated[
+        str,
+        typer.Option(
+            help="none | bf16 | fp16 | auto (mixed precision; the margin maths stays fp32).",
+            rich_help_panel=OPTIM,
+        ),
+    ] = "none",
+    grad_clip: Annotated[
+        float, typer.Option(help="Clip the gradient norm (0: off).", rich_help_panel=OPTIM)
+    ] = 0.0,
+    skip_nonfinite: Annotated[
+        bool, typer.Option(help="Skip steps with a NaN/inf loss instead of stopping.", rich_help_panel=OPTIM)
+    ] = False,
+    eval_every: Annotated[
+        int,
+        typer.Option(help="Verify every N steps (and at the end; 0: only at the end).", rich_help_panel=RUN),
+    ] = 100,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="Write checkpoints/last.pt every N steps.", rich_help_panel=RUN)
+    ] = 100,
     seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=RUN)] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.", rich_help_panel=RUN)] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.", rich_help_panel=RUN)] = 0,
-    run_dir: Annotated[Path | None, typer.Option(help="Run directory [default: runs/<name>-<time>].",
-                                                 rich_help_panel=RUN)] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run directory [default: runs/<name>-<time>].", rich_help_panel=RUN)
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Run name prefix.", rich_help_panel=RUN)] = None,
-    config: Annotated[Path | None, typer.Option(help="A TOML file of options; the command line overrides it.",
-                                                rich_help_panel=RUN)] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue RUN_DIR from its last checkpoint to the same end.",
-                                                rich_help_panel=RUN)] = None,
-    dashboard: Annotated[bool | None, typer.Option("--dashboard/--no-dashboard",
-                                                   help="The live dashboard [default: when stdout is a terminal].",
-                                                   rich_help_panel=RUN)] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="A TOML file of options; the command line overrides it.", rich_help_panel=RUN),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue RUN_DIR from its last checkpoint to the same end.", rich_help_panel=RUN),
+    ] = None,
+    dashboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--dashboard/--no-dashboard",
+            help="The live dashboard [default: when stdout is a terminal].",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
 ) -> None:
     """Train a face-embedding backbone with a margin head (default: the built-in synthetic faces)."""
     from femb.training.config import TrainConfig
     from femb.training.recipe import build_datasets, load_run_config, prepare_run_dir
 
-    options = {key: str(value) if isinstance(value, Path) else value
-               for key, value in ctx.params.items() if key not in ("config", "resume", "dashboard")}
+    options = {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in ctx.params.items()
+        if key not in ("config", "resume", "dashboard")
+    }
     # Compared by name: typer vendors its own click in recent versions.
     explicit = {key for key in options if getattr(ctx.get_parameter_source(key), "name", "") == "COMMANDLINE"}
     try:
@@ -92,7 +153,9 @@ def train_command(
             for key in explicit & {"device", "workers"}:
                 setattr(train_config, key, options[key])
         else:
-            train_config = TrainConfig.from_dict(_merge(options, explicit, config), source=str(config or "options"))
+            train_config = TrainConfig.from_dict(
+                _merge(options, explicit, config), source=str(config or "options")
+            )
             folder = None
         datasets = build_datasets(train_config)
         folder = folder or prepare_run_dir(train_config)

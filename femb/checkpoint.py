@@ -93,6 +93,8 @@ def load_checkpoint(source: str | os.PathLike, prefer: str = "best") -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a femb checkpoint (no 'format: {FORMAT}' entry)")
     if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than this femb reads")
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload['version']} is newer than this femb reads"
+        )
     payload["path"] = str(path)
     return payload

@@ -29,7 +29,9 @@ class FaceEmbeddingModel(nn.Module):
         """Parameter groups for the optimizer: the backbone, then the header."""
         groups = [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "name": "backbone"}]
         if self.header is not None:
-            groups.append({"params": [p for p in self.header.parameters() if p.requires_grad], "name": "header"})
+            groups.append(
+                {"params": [p for p in self.header.parameters() if p.requires_grad], "name": "header"}
+            )
         return groups
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -43,7 +45,9 @@ class FaceEmbeddingModel(nn.Module):
     def check_batch(self, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
         """One clear error for the usual misuses instead of a stack of tensor errors."""
         if self.header is None:
-            raise ValueError("this model has no header (it was stripped for inference); it cannot compute a loss")
+            raise ValueError(
+                "this model has no header (it was stripped for inference); it cannot compute a loss"
+            )
         weight = getattr(self.header, "weight", None)
         if weight is not None and embeddings.shape[-1] != weight.shape[1]:
             raise ValueError(
@@ -85,12 +89,24 @@ class FaceEmbeddingModel(nn.Module):
         """Train; see :func:`femb.training.loop.fit` for every argument."""
         from femb.training.loop import fit
 
-        return fit(self, train_dataset=train_dataset, batch_size=batch_size, device=device, optimizer=optimizer,
-                   **kwargs)
+        return fit(
+            self,
+            train_dataset=train_dataset,
+            batch_size=batch_size,
+            device=device,
+            optimizer=optimizer,
+            **kwargs,
+        )
 
     @torch.no_grad()
-    def encode(self, data, batch_size: int = 64, device: str | torch.device | None = None,
-               normalize: bool = False, flip: bool = False) -> torch.Tensor:
+    def encode(
+        self,
+        data,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        normalize: bool = False,
+        flip: bool = False,
+    ) -> torch.Tensor:
         """Embeddings (on the CPU) of an image tensor N×3×112×112 or a dataset of images / (image, label)."""
         device = torch.device(device) if device is not None else next(self.backbone.parameters()).device
         was_training = self.backbone.training
@@ -111,8 +127,13 @@ class FaceEmbeddingModel(nn.Module):
         return out.cpu()
 
     # ------------------------------------------------------------------ save / load
-    def checkpoint_payload(self, training: dict | None = None, config: dict | None = None,
-                           run_name: str | None = None, include_header: bool = True) -> dict:
+    def checkpoint_payload(
+        self,
+        training: dict | None = None,
+        config: dict | None = None,
+        run_name: str | None = None,
+        include_header: bool = True,
+    ) -> dict:
         from femb.headers import header_spec
 
         header = None
@@ -157,8 +178,9 @@ def backbone_from_checkpoint(payload: dict) -> nn.Module:
     kwargs = dict(spec["kwargs"])
     name = spec["name"]
     embed_dim = kwargs.pop("embed_dim", 512)
-    backbone = build_backbone(name, embed_dim=embed_dim, **{k: tuple(v) if isinstance(v, list) else v
-                                                            for k, v in kwargs.items()})
+    backbone = build_backbone(
+        name, embed_dim=embed_dim, **{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    )
     backbone.load_state_dict(spec["state_dict"])
     return backbone
 

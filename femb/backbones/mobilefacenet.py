@@ -8,8 +8,15 @@ from torch import nn
 from femb.backbones.registry import register_backbone
 
 
-def conv_bn(in_c: int, out_c: int, kernel: int = 1, stride: int = 1, padding: int = 0, groups: int = 1,
-            activation: bool = True) -> nn.Sequential:
+def conv_bn(
+    in_c: int,
+    out_c: int,
+    kernel: int = 1,
+    stride: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+    activation: bool = True,
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
         nn.BatchNorm2d(out_c),
@@ -41,8 +48,14 @@ def residual_stage(channels: int, num_blocks: int, groups: int) -> nn.Sequential
 
 
 class MobileFaceNet(nn.Module):
-    def __init__(self, embed_dim: int = 512, blocks: tuple[int, ...] = (1, 4, 6, 2), scale: int = 2,
-                 expansion: int = 128, tail_channels: int = 512):
+    def __init__(
+        self,
+        embed_dim: int = 512,
+        blocks: tuple[int, ...] = (1, 4, 6, 2),
+        scale: int = 2,
+        expansion: int = 128,
+        tail_channels: int = 512,
+    ):
         super().__init__()
         # Channel widths scale with ``scale``; the expanded (depthwise) widths do not, as in InsightFace.
         c64, c128 = 64 * scale, 128 * scale

@@ -48,7 +48,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     scheduler: str = "cosine"
     warmup_steps: int = 50
-    milestones: list[int] = dataclasses.field(default_factory=list)  # multistep: fractions of the run if empty
+    milestones: list[int] = dataclasses.field(
+        default_factory=list
+    )  # multistep: fractions of the run if empty
     gamma: float = 0.1
     power: float = 2.0
     amp: str = "none"
@@ -78,7 +80,9 @@ class TrainConfig:
     def validate(self, source: str = "config") -> None:
         def choice(name: str, choices: tuple[str, ...]) -> None:
             if getattr(self, name) not in choices:
-                raise ValueError(f"{source}: {name}={getattr(self, name)!r} is not one of {', '.join(choices)}")
+                raise ValueError(
+                    f"{source}: {name}={getattr(self, name)!r} is not one of {', '.join(choices)}"
+                )
 
         choice("optimizer", OPTIMIZERS)
         choice("scheduler", SCHEDULERS)

@@ -33,7 +33,7 @@ EventSink = Callable[[Event], None]
 EVENT_KINDS = ("start", "step", "eval", "checkpoint", "log", "pause", "end")
 
 
-def make_event(kind: str, **fields: Any) -> Event:
+def make_event(kind: str, /, **fields: Any) -> Event:
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r}; choices: {', '.join(EVENT_KINDS)}")
     return {"event": kind, "time": time.time(), **fields}

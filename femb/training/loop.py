@@ -9,7 +9,6 @@ steps (every step by default on the CPU, where it costs nothing).
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -86,12 +85,31 @@ def fit(
     stopping), ``config`` (saved with the run and in checkpoints), ``eval_batch_size``.
     """
     trainer = Trainer(
-        model, train_dataset, batch_size=batch_size, device=device, optimizer=optimizer,
-        epoch_scheduler=lr_epoch_scheduler, step_scheduler=lr_global_step_scheduler, evaluator=evaluator,
-        val_dataset=val_dataset, evaluation_steps=evaluation_steps, max_training_steps=max_training_steps,
-        max_epochs=max_epochs, tensorboard=tensorboard, num_workers=num_workers, callbacks=callbacks,
-        run_dir=run_dir, run_name=run_name, checkpoint_every=checkpoint_every, amp=amp, grad_clip=grad_clip,
-        seed=seed, control=control, log_every=log_every, skip_nonfinite=skip_nonfinite, config=config,
+        model,
+        train_dataset,
+        batch_size=batch_size,
+        device=device,
+        optimizer=optimizer,
+        epoch_scheduler=lr_epoch_scheduler,
+        step_scheduler=lr_global_step_scheduler,
+        evaluator=evaluator,
+        val_dataset=val_dataset,
+        evaluation_steps=evaluation_steps,
+        max_training_steps=max_training_steps,
+        max_epochs=max_epochs,
+        tensorboard=tensorboard,
+        num_workers=num_workers,
+        callbacks=callbacks,
+        run_dir=run_dir,
+        run_name=run_name,
+        checkpoint_every=checkpoint_every,
+        amp=amp,
+        grad_clip=grad_clip,
+        seed=seed,
+        control=control,
+        log_every=log_every,
+        skip_nonfinite=skip_nonfinite,
+        config=config,
         eval_batch_size=eval_batch_size,
     )
     if resume is not None:
@@ -127,10 +145,36 @@ def _python_state() -> list:
 
 
 class Trainer:
-    def __init__(self, model, train_dataset, *, batch_size, device, optimizer, epoch_scheduler, step_scheduler,
-                 evaluator, val_dataset, evaluation_steps, max_training_steps, max_epochs, tensorboard,
-                 num_workers, callbacks, run_dir, run_name, checkpoint_every, amp, grad_clip, seed, control,
-                 log_every, skip_nonfinite, config, eval_batch_size):
+    def __init__(
+        self,
+        model,
+        train_dataset,
+        *,
+        batch_size,
+        device,
+        optimizer,
+        epoch_scheduler,
+        step_scheduler,
+        evaluator,
+        val_dataset,
+        evaluation_steps,
+        max_training_steps,
+        max_epochs,
+        tensorboard,
+        num_workers,
+        callbacks,
+        run_dir,
+        run_name,
+        checkpoint_every,
+        amp,
+        grad_clip,
+        seed,
+        control,
+        log_every,
+        skip_nonfinite,
+        config,
+        eval_batch_size,
+    ):
         if model.header is None:
             raise ValueError("fit needs a header: this model has none (it was stripped for inference)")
         if train_dataset is None or len(train_dataset) == 0:
@@ -168,9 +212,15 @@ class Trainer:
 
         drop_last = len(train_dataset) >= batch_size
         self.sampler = EpochSampler(len(train_dataset), seed=self.seed)
-        self.loader = DataLoader(train_dataset, batch_size=batch_size, sampler=self.sampler, drop_last=drop_last,
-                                 num_workers=num_workers, pin_memory=self.device.type == "cuda",
-                                 persistent_workers=False)
+        self.loader = DataLoader(
+            train_dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            drop_last=drop_last,
+            num_workers=num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
         self.steps_per_epoch = len(train_dataset) // batch_size if drop_last else 1
         limits = [max_training_steps] if max_training_steps else []
         if max_epochs:
@@ -179,7 +229,9 @@ class Trainer:
 
         if run_dir is None and (tensorboard or checkpoint_every):
             run_dir = new_run_dir(run_name or "fit")
-        self.run_dir = (run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))).create() if run_dir else None
+        self.run_dir = (
+            (run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))).create() if run_dir else None
+        )
         self.run_name = run_name or (self.run_dir.name if self.run_dir else None)
         if self.run_dir is not None and self.control.control_dir is None:
             self.control.control_dir = self.run_dir.control
@@ -206,7 +258,7 @@ class Trainer:
         self.history: list[dict] = []
 
     # ------------------------------------------------------------------ events
-    def emit(self, kind: str, **fields: Any) -> Event:
+    def emit(self, kind: str, /, **fields: Any) -> Event:
         event = make_event(kind, **fields)
         for sink in self.sinks:
             sink(event)
@@ -234,8 +286,9 @@ class Trainer:
         if self.run_dir is None:
             return None
         path = self.run_dir.best_checkpoint if kind == "best" else self.run_dir.last_checkpoint
-        payload = self.model.checkpoint_payload(training=self.training_state(), config=self.config,
-                                                run_name=self.run_name)
+        payload = self.model.checkpoint_payload(
+            training=self.training_state(), config=self.config, run_name=self.run_name
+        )
         ckpt.save_checkpoint(payload, path)
         self.emit("checkpoint", step=self.step, path=str(path), kind=kind)
         return path
@@ -263,7 +316,9 @@ class Trainer:
     @torch.no_grad()
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             return self.model.backbone(images).float()
 
     def evaluate(self) -> dict | None:
@@ -282,8 +337,14 @@ class Trainer:
             self.best_accuracy = accuracy
         self.last_eval = {**metrics, "step": self.step}
         self.history.append({"event": "eval", **self.last_eval})
-        self.emit("eval", step=self.step, epoch=self.epoch, **metrics, best_accuracy=self.best_accuracy,
-                  is_best=is_best)
+        self.emit(
+            "eval",
+            step=self.step,
+            epoch=self.epoch,
+            **metrics,
+            best_accuracy=self.best_accuracy,
+            is_best=is_best,
+        )
         if is_best:
             self.save("best")
         return metrics
@@ -292,7 +353,9 @@ class Trainer:
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             embeddings = self.model.backbone(images)
         loss = self.model.compute_loss(embeddings, labels)
         if self.skip_nonfinite and not torch.isfinite(loss):
@@ -332,10 +395,19 @@ class Trainer:
 
     def _start_event(self) -> None:
         num_parameters = sum(p.numel() for p in self.model.backbone.parameters())
-        self.emit("start", run_name=self.run_name, run_dir=str(self.run_dir.path) if self.run_dir else None,
-                  config=self.config, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-                  start_step=self.step, num_classes=self.model.num_classes, num_parameters=num_parameters,
-                  device=str(self.device), batch_size=self.batch_size)
+        self.emit(
+            "start",
+            run_name=self.run_name,
+            run_dir=str(self.run_dir.path) if self.run_dir else None,
+            config=self.config,
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            start_step=self.step,
+            num_classes=self.model.num_classes,
+            num_parameters=num_parameters,
+            device=str(self.device),
+            batch_size=self.batch_size,
+        )
 
     def run(self) -> FitResult:
         self.model.to(self.device)
@@ -353,8 +425,15 @@ class Trainer:
         finally:
             restore_signals()
             self._finish(reason, message)
-        return FitResult(self.step, self.epoch, reason, self.best_accuracy, self.last_eval,
-                         self.run_dir.path if self.run_dir else None, self.history)
+        return FitResult(
+            self.step,
+            self.epoch,
+            reason,
+            self.best_accuracy,
+            self.last_eval,
+            self.run_dir.path if self.run_dir else None,
+            self.history,
+        )
 
     def _loop(self) -> tuple[str, str]:
         self._tick = time.perf_counter()
@@ -405,11 +484,16 @@ class Trainer:
                 "(lower the learning rate, clip gradients, or skip such steps with skip_nonfinite)"
             )
 
-    def _step_event(self, loss_value: float, embeddings: torch.Tensor, interval_rate: float, rate: float) -> None:
+    def _step_event(
+        self, loss_value: float, embeddings: torch.Tensor, interval_rate: float, rate: float
+    ) -> None:
         norms = embeddings.float().norm(dim=1)
         lr = self.optimizer.param_groups[0]["lr"]
         fields: dict[str, Any] = {
-            "step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": lr,
+            "step": self.step,
+            "epoch": self.epoch,
+            "loss": loss_value,
+            "lr": lr,
             "images_per_s": interval_rate * self.batch_size,
             "eta_s": (self.total_steps - self.step) / rate if rate > 0 else None,
             "emb_norm_mean": norms.mean().item(),
@@ -424,11 +508,19 @@ class Trainer:
                 self.model.save(self.run_dir.final_backbone, include_header=False)
             if self.tensorboard is not None and self.val_dataset is not None and reason == "completed":
                 self._projector()
-            resume = f"femb train --resume {self.run_dir.path}" if self.run_dir and reason != "completed" else None
+            resume = (
+                f"femb train --resume {self.run_dir.path}" if self.run_dir and reason != "completed" else None
+            )
             if reason == "nonfinite":
                 self.log(message, "error")
-            self.emit("end", step=self.step, reason=reason, message=message, resume_command=resume,
-                      best_accuracy=self.best_accuracy)
+            self.emit(
+                "end",
+                step=self.step,
+                reason=reason,
+                message=message,
+                resume_command=resume,
+                best_accuracy=self.best_accuracy,
+            )
         finally:
             for close in self._closers:
                 close()

@@ -19,7 +19,7 @@ from femb.model import FaceEmbeddingModel
 from femb.training.config import TrainConfig
 from femb.training.control import TrainingControl
 from femb.training.events import EventSink
-from femb.training.loop import FitResult, fit
+from femb.training.loop import FitResult
 from femb.training.run_dir import RunDir, new_run_dir
 
 DEFAULT_STEPS = 1000
@@ -33,11 +33,18 @@ def build_datasets(config: TrainConfig):
     spec = config.data
     if spec == "synthetic" or spec.startswith("synthetic:"):
         identities = _synthetic_count(spec, "--data")
-        train = SyntheticFaces(num_identities=identities, images_per_identity=config.images_per_identity,
-                               seed=config.seed, train=True)
+        train = SyntheticFaces(
+            num_identities=identities,
+            images_per_identity=config.images_per_identity,
+            seed=config.seed,
+            train=True,
+        )
         val_default = lambda: SyntheticFaces(  # noqa: E731 - built only when no --val is given
-            num_identities=SYNTHETIC_VAL_IDENTITIES, images_per_identity=10, seed=config.seed,
-            identity_offset=identities)
+            num_identities=SYNTHETIC_VAL_IDENTITIES,
+            images_per_identity=10,
+            seed=config.seed,
+            identity_offset=identities,
+        )
     else:
         root = Path(spec)
         if not root.is_dir():
@@ -47,8 +54,12 @@ def build_datasets(config: TrainConfig):
     if config.val is None:
         val = val_default() if val_default is not None else None
     elif config.val.startswith("synthetic"):
-        val = SyntheticFaces(num_identities=_synthetic_count(config.val, "--val"), images_per_identity=10,
-                             seed=config.seed, identity_offset=getattr(train, "num_classes", 0))
+        val = SyntheticFaces(
+            num_identities=_synthetic_count(config.val, "--val"),
+            images_per_identity=10,
+            seed=config.seed,
+            identity_offset=getattr(train, "num_classes", 0),
+        )
     else:
         path = Path(config.val)
         if path.suffix == ".bin" and path.is_file():
@@ -98,16 +109,24 @@ def _header_options(head: str) -> set[str]:
 
 def build_optimizer(config: TrainConfig, model: FaceEmbeddingModel) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.params, lr=config.lr, momentum=config.momentum,
-                               weight_decay=config.weight_decay)
+        return torch.optim.SGD(
+            model.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     return torch.optim.AdamW(model.params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 class WarmupSchedule:
     """Linear warm-up, then cosine / multistep / poly decay; a picklable LambdaLR factor by step."""
 
-    def __init__(self, kind: str, total_steps: int, warmup_steps: int, milestones: list[int], gamma: float,
-                 power: float):
+    def __init__(
+        self,
+        kind: str,
+        total_steps: int,
+        warmup_steps: int,
+        milestones: list[int],
+        gamma: float,
+        power: float,
+    ):
         self.kind = kind
         self.total_steps = max(1, total_steps)
         self.warmup_steps = min(warmup_steps, self.total_steps // 2)
@@ -143,9 +162,16 @@ def prepare_run_dir(config: TrainConfig) -> RunDir:
     return new_run_dir(name)
 
 
-def train(config: TrainConfig, *, callbacks: Iterable[EventSink] = (), control: TrainingControl | None = None,
-          run_dir: RunDir | None = None, resume: bool = False, datasets=None,
-          tensorboard: bool = True) -> FitResult:
+def train(
+    config: TrainConfig,
+    *,
+    callbacks: Iterable[EventSink] = (),
+    control: TrainingControl | None = None,
+    run_dir: RunDir | None = None,
+    resume: bool = False,
+    datasets=None,
+    tensorboard: bool = True,
+) -> FitResult:
     """Build everything from ``config`` and fit; ``resume=True`` continues ``run_dir``'s last checkpoint."""
     from femb.evaluation import VerificationEvaluator
 
@@ -156,22 +182,43 @@ def train(config: TrainConfig, *, callbacks: Iterable[EventSink] = (), control: 
     optimizer = build_optimizer(config, model)
     steps_per_epoch = max(1, len(train_set) // config.batch_size)
     steps = total_steps(config, steps_per_epoch)
-    schedule = WarmupSchedule(config.scheduler, steps, config.warmup_steps, config.milestones, config.gamma,
-                              config.power)
+    schedule = WarmupSchedule(
+        config.scheduler, steps, config.warmup_steps, config.milestones, config.gamma, config.power
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     run_dir = run_dir or prepare_run_dir(config)
     if not resume:
         config.run_dir = str(run_dir.path)
         run_dir.write_config(config.to_dict())
-    evaluator = VerificationEvaluator(similarity="cos", num_pairs=config.val_pairs, seed=config.seed) \
-        if val_set is not None else None
+    evaluator = (
+        VerificationEvaluator(similarity="cos", num_pairs=config.val_pairs, seed=config.seed)
+        if val_set is not None
+        else None
+    )
     return model.fit(
-        train_dataset=train_set, batch_size=config.batch_size, device=config.device, optimizer=optimizer,
-        lr_epoch_scheduler=None, lr_global_step_scheduler=scheduler, evaluator=evaluator, val_dataset=val_set,
-        evaluation_steps=config.eval_every, max_training_steps=steps, max_epochs=0, tensorboard=tensorboard,
-        num_workers=config.workers, callbacks=callbacks, run_dir=run_dir, run_name=run_dir.name,
-        checkpoint_every=config.checkpoint_every, amp=config.amp, grad_clip=config.grad_clip, seed=config.seed,
-        control=control, resume=run_dir.last_checkpoint if resume else None, skip_nonfinite=config.skip_nonfinite,
+        train_dataset=train_set,
+        batch_size=config.batch_size,
+        device=config.device,
+        optimizer=optimizer,
+        lr_epoch_scheduler=None,
+        lr_global_step_scheduler=scheduler,
+        evaluator=evaluator,
+        val_dataset=val_set,
+        evaluation_steps=config.eval_every,
+        max_training_steps=steps,
+        max_epochs=0,
+        tensorboard=tensorboard,
+        num_workers=config.workers,
+        callbacks=callbacks,
+        run_dir=run_dir,
+        run_name=run_dir.name,
+        checkpoint_every=config.checkpoint_every,
+        amp=config.amp,
+        grad_clip=config.grad_clip,
+        seed=config.seed,
+        control=control,
+        resume=run_dir.last_checkpoint if resume else None,
+        skip_nonfinite=config.skip_nonfinite,
         config=config.to_dict(),
     )
 

@@ -16,7 +16,9 @@ class EpochSampler(Sampler[int]):
     ``world_size``-th index of the same permutation (the DistributedSampler scheme).
     """
 
-    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self, num_samples: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1
+    ):
         self.num_samples = num_samples
         self.seed = seed
         self.shuffle = shuffle

@@ -6,8 +6,13 @@ import os
 
 from femb.training.events import Event
 
-STEP_SCALARS = {"loss": "train/loss", "lr": "train/lr", "images_per_s": "train/images_per_s",
-                "emb_norm_mean": "train/embedding_norm_mean", "regularizer": "train/regularizer"}
+STEP_SCALARS = {
+    "loss": "train/loss",
+    "lr": "train/lr",
+    "images_per_s": "train/images_per_s",
+    "emb_norm_mean": "train/embedding_norm_mean",
+    "regularizer": "train/regularizer",
+}
 EVAL_SCALARS = ("accuracy", "eer", "auc", "tar_at_far_1e-3", "tar_at_far_1e-4")
 
 
@@ -32,8 +37,12 @@ class TensorBoardSink:
 
     def add_embeddings(self, embeddings, labels, images, step: int) -> None:
         # Thumbnails back to [0, 1] for the projector's sprite.
-        self.writer.add_embedding(embeddings, metadata=[str(int(v)) for v in labels],
-                                  label_img=(images * 0.5 + 0.5).clamp(0, 1), global_step=step)
+        self.writer.add_embedding(
+            embeddings,
+            metadata=[str(int(v)) for v in labels],
+            label_img=(images * 0.5 + 0.5).clamp(0, 1),
+            global_step=step,
+        )
 
     def close(self) -> None:
         self.writer.close()

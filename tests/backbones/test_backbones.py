@@ -7,12 +7,19 @@ from femb.backbones import build_backbone, list_backbones
 
 # InsightFace layout at D=512 (millions of parameters), from the issue and the reference code.
 EXPECTED_MILLIONS = {
-    "iresnet18": 24.0, "iresnet34": 34.1, "iresnet50": 43.6, "iresnet100": 65.2, "iresnet200": 118.8,
+    "iresnet18": 24.0,
+    "iresnet34": 34.1,
+    "iresnet50": 43.6,
+    "iresnet100": 65.2,
+    "iresnet200": 118.8,
     "mobilefacenet": 2.06,
 }
 # Forward/backward on the big ones is minutes on 2 cores; their code path is iresnet_tiny's.
-FAST = [name for name in list_backbones() if name in {"iresnet_tiny", "mobilefacenet_small", "mobilefacenet",
-                                                        "iresnet18"}]
+FAST = [
+    name
+    for name in list_backbones()
+    if name in {"iresnet_tiny", "mobilefacenet_small", "mobilefacenet", "iresnet18"}
+]
 
 
 def test_registry_lists_the_family():
@@ -38,7 +45,7 @@ def test_forward_backward_every_parameter_gets_a_gradient(name):
     images = torch.randn(2, 3, 112, 112)
     out = model(images)
     assert out.shape == (2, 64)
-    (out ** 2).sum().backward()
+    (out**2).sum().backward()
     for pname, param in model.named_parameters():
         if param.requires_grad:
             assert param.grad is not None, f"{name}.{pname} got no gradient"

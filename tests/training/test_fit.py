@@ -62,8 +62,9 @@ def test_stop_request_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
         if event["event"] == "step" and event["step"] == 3:
             control.request_stop()
 
-    result = run(make_model(), make_data(), tmp_path, max_training_steps=20, control=control,
-                 callbacks=[stop_at_three])
+    result = run(
+        make_model(), make_data(), tmp_path, max_training_steps=20, control=control, callbacks=[stop_at_three]
+    )
     assert result.reason == "stopped" and result.step == 3
     end = read_events(tmp_path / "run" / "metrics.jsonl")[-1]
     assert end["resume_command"] == f"femb train --resume {tmp_path / 'run'}"
@@ -113,7 +114,9 @@ def test_nonfinite_loss_stops_with_the_last_good_checkpoint(tmp_path):
     assert result.reason == "nonfinite" and result.step == 5
     state = load_checkpoint(tmp_path / "run", prefer="last")
     assert state["training"]["step"] == 4
-    assert all(torch.isfinite(v).all() for v in state["backbone"]["state_dict"].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in state["backbone"]["state_dict"].values() if v.is_floating_point()
+    )
     end = read_events(tmp_path / "run" / "metrics.jsonl")[-1]
     assert end["reason"] == "nonfinite" and "nan" in end["message"]
 
@@ -128,17 +131,31 @@ def test_skip_nonfinite_keeps_going(tmp_path):
 
 def test_resumed_run_logs_the_same_losses(tmp_path):
     data = make_data(n=40)  # 5 steps per epoch: the stop falls mid-epoch
-    full = run(make_model(), data, tmp_path / "full", max_training_steps=9,
-               lr_global_step_scheduler=None, run_dir=tmp_path / "full")
+    full = run(
+        make_model(),
+        data,
+        tmp_path / "full",
+        max_training_steps=9,
+        lr_global_step_scheduler=None,
+        run_dir=tmp_path / "full",
+    )
     full_losses = [h["loss"] for h in full.history if h["event"] == "step"]
 
     control = TrainingControl()
     control_stop = lambda e: e["event"] == "step" and e["step"] == 3 and control.request_stop()  # noqa: E731
-    run(make_model(), data, tmp_path, max_training_steps=9, run_dir=tmp_path / "split", control=control,
-        callbacks=[control_stop])
+    run(
+        make_model(),
+        data,
+        tmp_path,
+        max_training_steps=9,
+        run_dir=tmp_path / "split",
+        control=control,
+        callbacks=[control_stop],
+    )
     model = make_model(seed=123)  # different initial weights: everything must come from the checkpoint
-    resumed = run(model, data, tmp_path, max_training_steps=9, run_dir=tmp_path / "split",
-                  resume=tmp_path / "split")
+    resumed = run(
+        model, data, tmp_path, max_training_steps=9, run_dir=tmp_path / "split", resume=tmp_path / "split"
+    )
     resumed_losses = [h["loss"] for h in resumed.history if h["event"] == "step"]
     assert resumed.step == 9
     assert resumed_losses == pytest.approx(full_losses[3:], rel=1e-6, abs=1e-6)
@@ -147,8 +164,11 @@ def test_resumed_run_logs_the_same_losses(tmp_path):
 def test_misuse_errors(tmp_path):
     model = make_model()
     with pytest.raises(ValueError, match="empty"):
-        model.fit(TensorDataset(torch.empty(0, 3, 112, 112), torch.empty(0, dtype=torch.long)),
-                  max_training_steps=1, device="cpu")
+        model.fit(
+            TensorDataset(torch.empty(0, 3, 112, 112), torch.empty(0, dtype=torch.long)),
+            max_training_steps=1,
+            device="cpu",
+        )
     with pytest.raises(ValueError, match="max_training_steps or max_epochs"):
         model.fit(make_data(), device="cpu")
     if not torch.cuda.is_available():

@@ -13,7 +13,9 @@ from femb.headers import ArcFaceHeader, LinearHeader, MagFaceHeader
 
 def tiny_model(header=None, embed_dim=16, classes=5):
     backbone = build_backbone("iresnet_tiny", embed_dim=embed_dim)
-    return FaceEmbeddingModel(backbone, header or ArcFaceHeader(embed_dim, classes), torch.nn.CrossEntropyLoss())
+    return FaceEmbeddingModel(
+        backbone, header or ArcFaceHeader(embed_dim, classes), torch.nn.CrossEntropyLoss()
+    )
 
 
 def test_params_are_backbone_then_header_groups():
@@ -51,7 +53,9 @@ def test_minus_one_labels_are_left_out_of_the_loss():
     model = tiny_model(header=LinearHeader(8, 4), embed_dim=8)
     embeddings = torch.randn(4, 8)
     labels = torch.tensor([0, -1, 2, -1])
-    expected = torch.nn.functional.cross_entropy(model.header(embeddings[[0, 2]], labels[[0, 2]]), labels[[0, 2]])
+    expected = torch.nn.functional.cross_entropy(
+        model.header(embeddings[[0, 2]], labels[[0, 2]]), labels[[0, 2]]
+    )
     torch.testing.assert_close(model.compute_loss(embeddings, labels), expected)
 
 

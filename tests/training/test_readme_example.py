@@ -26,12 +26,23 @@ def test_original_readme_example_runs(tmp_path, monkeypatch):
     face_model = FaceEmbeddingModel(backbone=backbone, header=header, loss=loss)
     evaluator = VerificationEvaluator(similarity="cos")
     optimizer = torch.optim.SGD(params=face_model.params, lr=1e-2, momentum=0.9, weight_decay=5e-4)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer=optimizer, milestones=[8000, 10000, 160000],
-                                                     gamma=0.1)
-    face_model.fit(train_dataset=train_dataset, batch_size=4, device="cpu", optimizer=optimizer,
-                   lr_epoch_scheduler=None, lr_global_step_scheduler=scheduler, evaluator=evaluator,
-                   val_dataset=val_dataset, evaluation_steps=2, max_training_steps=2, max_epochs=0,
-                   tensorboard=True)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer=optimizer, milestones=[8000, 10000, 160000], gamma=0.1
+    )
+    face_model.fit(
+        train_dataset=train_dataset,
+        batch_size=4,
+        device="cpu",
+        optimizer=optimizer,
+        lr_epoch_scheduler=None,
+        lr_global_step_scheduler=scheduler,
+        evaluator=evaluator,
+        val_dataset=val_dataset,
+        evaluation_steps=2,
+        max_training_steps=2,
+        max_epochs=0,
+        tensorboard=True,
+    )
     # --- end of the example ---
 
     runs = list((tmp_path / "runs").iterdir())
