@@ -38,7 +38,7 @@ class ProgressPrinter:
             where = f" from step {event['start_step']}" if event.get("start_step") else ""
             self._echo(
                 f"training {event.get('run_name')} on {event['device']}: {self.total} steps{where}, "
-                f"{event.get('num_classes')} classes, {event['num_parameters'] / 1e6:.2f}M backbone parameters"
+                f"{event.get('num_classes')} classes, {event['num_parameters'] / 1e6:.2f}M backbone params"
             )
         elif kind == "step":
             now = time.monotonic()
