@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,8 @@ def resolve_checkpoint_path(source: str | os.PathLike, prefer: str = "best") -> 
 def load_checkpoint(source: str | os.PathLike, prefer: str = "best") -> dict:
     """Load a checkpoint safely (``weights_only=True``) and check its format."""
     path = resolve_checkpoint_path(source, prefer=prefer)
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a femb checkpoint (not a PyTorch zip archive)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user

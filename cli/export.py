@@ -1,0 +1,154 @@
+"""`femb export onnx SOURCE`: the backbone of a run, checkpoint or saved model as one ONNX file, checked."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from femb_cli.app import app
+from femb_cli.errors import fail
+
+export_app = typer.Typer(
+    help="Export a trained backbone (the header is stripped) for inference.",
+    no_args_is_help=True,
+)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("onnx")
+def onnx_command(
+    source: Annotated[Path, typer.Argument(help="A run directory, a checkpoint (.pt) or a saved model.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="The .onnx file [default: exports/<run-name>.onnx]."),
+    ] = None,
+    fp16: Annotated[
+        bool,
+        typer.Option(
+            "--fp16",
+            help="fp16 weights and compute; the input and output stay float32 "
+            "(parity bound defaults to 0.999 then).",
+        ),
+    ] = False,
+    normalize_in_graph: Annotated[
+        bool,
+        typer.Option(
+            "--normalize-in-graph",
+            help="The graph takes uint8 N×112×112×3 RGB and does the cast, transpose and "
+            "(x-127.5)/127.5 itself.",
+        ),
+    ] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset (17 or later).", min=17)] = 17,
+    min_cosine: Annotated[
+        float | None,
+        typer.Option(
+            help="Smallest acceptable cosine between ONNX and PyTorch embeddings "
+            "[default: 0.9999; 0.999 with --fp16].",
+            min=-1.0,
+            max=1.0,
+        ),
+    ] = None,
+    exporter: Annotated[
+        str,
+        typer.Option(help="torchscript (fast, default) | dynamo (torch.export; needs onnxscript) | auto."),
+    ] = "torchscript",
+    meta: Annotated[
+        list[str] | None,
+        typer.Option("--meta", help="Extra metadata property KEY=VALUE (repeatable)."),
+    ] = None,
+) -> None:
+    """Export the backbone of SOURCE to ONNX, run onnx.checker and an onnxruntime-vs-PyTorch parity check.
+
+    The model is written only when both pass; a parity below --min-cosine exits with status 1.
+    """
+    from femb.checkpoint import CheckpointError, load_checkpoint
+    from femb.export import ExportError, ParityError, default_output_path, export_onnx, format_cosine
+    from femb.inference import is_onnx_model
+
+    extras = _parse_meta(meta or [])
+    if not source.exists():
+        raise fail(f"{source}: no such file or directory")
+    if source.is_file() and not zipfile.is_zipfile(source) and is_onnx_model(source):
+        raise fail(f"{source} is already an ONNX model; export takes a run directory or a checkpoint")
+    if source.is_file() and not zipfile.is_zipfile(source):
+        # torch.save writes zip archives; anything else would only give a cryptic unpickling error.
+        raise fail(f"{source}: not a femb checkpoint (nor a run directory)")
+    try:
+        payload = load_checkpoint(source)
+    except CheckpointError as error:
+        raise fail(str(error)) from None
+    spec = payload.get("backbone") or {}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise fail(f"{payload['path']}: the checkpoint holds no backbone")
+
+    output = output or default_output_path(source, payload.get("run_name"))
+    training = payload.get("training") or {}
+    step = f", step {training['step']}" if training.get("step") is not None else ""
+    embed_dim = spec.get("kwargs", {}).get("embed_dim", "?")
+    typer.echo(f"loaded {payload['path']} ({spec['name']}, {embed_dim}-d{step}); exporting to {output}")
+    try:
+        report = export_onnx(
+            payload,
+            output,
+            fp16=fp16,
+            normalize_in_graph=normalize_in_graph,
+            opset=opset,
+            parity_bound=min_cosine,
+            exporter=exporter,
+            metadata=extras,
+        )
+    except ParityError as error:
+        _print_parity(error.report)
+        raise fail(str(error), code=1) from None
+    except (ExportError, ValueError) as error:
+        raise fail(str(error)) from None
+    except (RuntimeError, KeyError, TypeError) as error:  # weights that do not fit the recorded spec
+        raise fail(f"{payload['path']}: cannot rebuild the backbone ({_one_line(error)})") from None
+
+    if report.header:
+        typer.echo(
+            f"stripped header {report.header}: {report.header_parameters_removed:,} parameters removed "
+            f"(backbone keeps {report.num_parameters:,})"
+        )
+    else:
+        typer.echo(f"no header in the checkpoint (backbone: {report.num_parameters:,} parameters)")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    precision = "fp16 weights, float32 interface" if report.fp16 else "fp32"
+    typer.echo(
+        f"exported {report.path} ({report.file_size / 1e6:.1f} MB, opset {report.opset}, {precision}, "
+        f"{report.exporter} exporter)"
+    )
+    typer.echo(f"  input  'input'     {report.input_spec}, batch axis dynamic")
+    typer.echo(f"  output 'embedding' float32 N×{report.embed_dim}")
+    typer.echo("onnx.checker: ok")
+    _print_parity(report)
+    typer.echo(f"parity ok: min cosine {format_cosine(report.min_cosine)} ≥ {report.min_cosine_bound}")
+
+
+def _print_parity(report) -> None:
+    from femb.export import format_cosine
+
+    for result in report.parity:
+        typer.echo(
+            f"parity batch {result.batch_size:>3}: max |ONNX − PyTorch| {result.max_abs_diff:.3g}, "
+            f"min cosine {format_cosine(result.min_cosine)}"
+        )
+
+
+def _parse_meta(items: list[str]) -> dict[str, str]:
+    extras = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--meta expects KEY=VALUE, got {item!r}")
+        extras[key.strip()] = value
+    return extras
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] or type(error).__name__

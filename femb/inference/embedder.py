@@ -1,0 +1,374 @@
+"""Embed face images with an exported ONNX model (or a checkpoint through PyTorch), in batches.
+
+Inputs are normalised face tensors/arrays (``3×112×112`` or ``N×3×112×112`` float,
+``(x-127.5)/127.5``), uint8 images (``H×W×3``, ``H×W`` or ``N×H×W×3``, RGB; resized to 112×112 by
+letterboxing when they are another size), PIL images, image file paths, a list of these, or a
+map-style dataset of images or ``(image, label)`` items.
+Every input is brought to femb's float tensor first and then to what the model's metadata asks
+for (float NCHW or uint8 NHWC, its mean/std and colour order), so any femb export, and a
+foreign ONNX face model with a ``N×3×112×112`` float input, embeds the same images the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from femb.export.metadata import Preprocessing
+from femb.inference.providers import CPU, ProviderChoice, select_provider, short_name
+
+DEFAULT_BATCH_SIZE = 64
+MEAN = STD = 127.5
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+class ModelLoadError(ValueError):
+    """A model file that is missing or neither an ONNX model nor a femb checkpoint."""
+
+
+class InferenceError(RuntimeError):
+    """onnxruntime failed on a batch (wrong input size for a foreign model, out of memory, ...)."""
+
+
+class OnnxEmbedder:
+    """An onnxruntime session over a face-embedding model.
+
+    ``provider``: ``auto`` (CUDA when it really works, else CPU; :attr:`note` says why not),
+    ``cuda`` (a :class:`~femb.inference.providers.ProviderError` when it does not work) or ``cpu``.
+    :attr:`provider` is the short name of the provider in use.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        provider: str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        threads: int | None = None,
+    ):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if not self.path.exists():
+            raise ModelLoadError(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise ModelLoadError(f"{self.path}: is a directory, not an ONNX model")
+        self.choice: ProviderChoice = select_provider(provider)
+        options = ort.SessionOptions()
+        # Level 3 hides onnxruntime's warnings such as "some nodes were not assigned to the
+        # preferred execution providers" (shape arithmetic on the CPU is intended).
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(
+                os.fspath(self.path), options, providers=self.choice.providers
+            )
+        except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
+            raise ModelLoadError(f"{self.path}: not a readable ONNX model ({_ort_reason(error)})") from None
+        used = self.session.get_providers()
+        self.providers = list(used)
+        self.provider = short_name(used[0]) if used else "cpu"
+        self.note = self.choice.note
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.output_name = self.session.get_outputs()[0].name
+        self.input_type = model_input.type
+        self.preprocessing = self._preprocessing(model_input)
+        fixed_batch = model_input.shape[0] if model_input.shape else None
+        self.fixed_batch = fixed_batch if isinstance(fixed_batch, int) and fixed_batch > 0 else None
+        self.batch_size = self.fixed_batch or int(batch_size)
+        output_shape = self.session.get_outputs()[0].shape
+        declared_dim = output_shape[-1] if output_shape else None
+        self.embed_dim = int(
+            self.metadata.get("embed_dim") or (declared_dim if isinstance(declared_dim, int) else 0)
+        )
+
+    # ------------------------------------------------------------------ public
+    def embed(self, images: Any, normalize: bool = False, flip: bool = False) -> np.ndarray:
+        """Embeddings ``N×D`` (float32) of one image or many; ``flip`` adds the mirrored image's."""
+        chunks = [self._embed_batch(batch, flip) for batch in _face_batches(images, self.batch_size)]
+        if not chunks:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        out = np.concatenate(chunks)
+        if normalize:
+            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        """``embed_fn`` for :class:`femb.evaluation.VerificationEvaluator`: a float batch → raw embeddings."""
+        return self.embed(batch)
+
+    def describe(self) -> str:
+        kind = "uint8 NHWC" if self.preprocessing.dtype == "uint8" else f"{self.preprocessing.dtype} NCHW"
+        return f"onnxruntime ({self.provider}), input {kind}"
+
+    # ------------------------------------------------------------------ internals
+    def _preprocessing(self, model_input) -> Preprocessing:
+        meta = dict(self.metadata)
+        # The graph's declared input wins over (possibly absent or foreign) metadata.
+        if model_input.type == "tensor(uint8)":
+            meta.setdefault("normalize_in_graph", "true")
+            meta["input_dtype"], meta["input_layout"] = "uint8", "NHWC"
+        else:
+            meta["input_dtype"] = "float16" if model_input.type == "tensor(float16)" else "float32"
+            meta.setdefault("input_layout", "NCHW")
+        return Preprocessing.from_metadata(meta)
+
+    def _embed_batch(self, faces: torch.Tensor, flip: bool) -> np.ndarray:
+        out = self._run(faces)
+        if flip:
+            out = out + self._run(torch.flip(faces, dims=[3]))
+        return out
+
+    def _run(self, faces: torch.Tensor) -> np.ndarray:
+        """``faces``: femb float N×3×112×112 → the model's input → float32 embeddings."""
+        prep = self.preprocessing
+        if prep.size != (faces.shape[2], faces.shape[3]):
+            raise ValueError(
+                f"this model expects {prep.size[0]}×{prep.size[1]} images, got {tuple(faces.shape[2:])}"
+            )
+        if prep.color_order == "BGR":
+            faces = faces.flip(1)
+        if prep.dtype == "uint8":
+            feed = (
+                (faces * STD + MEAN)
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8)
+                .permute(0, 2, 3, 1)
+                .contiguous()
+                .numpy()
+            )
+        else:
+            if (prep.mean, prep.std) != (MEAN, STD):
+                faces = (faces * STD + MEAN - prep.mean) / prep.std
+            feed = faces.numpy().astype(np.float16 if prep.dtype == "float16" else np.float32, copy=False)
+        count = feed.shape[0]
+        if self.fixed_batch and count < self.fixed_batch:
+            feed = np.concatenate([feed, np.repeat(feed[-1:], self.fixed_batch - count, axis=0)])
+        try:
+            out = self.session.run([self.output_name], {self.input_name: feed})[0]
+        except Exception as error:  # noqa: BLE001 - onnxruntime's errors derive from Exception only
+            raise InferenceError(
+                f"{self.path.name}: onnxruntime failed on a batch of {count}: {_ort_reason(error)}"
+            ) from None
+        return np.asarray(out[:count], dtype=np.float32).reshape(count, -1)
+
+
+class TorchEmbedder:
+    """The same interface over a PyTorch backbone (a checkpoint or run directory)."""
+
+    def __init__(
+        self,
+        backbone: torch.nn.Module,
+        device: str | torch.device = "cpu",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        payload: dict | None = None,
+    ):
+        self.device = torch.device(device)
+        self.backbone = backbone.to(self.device).eval()
+        self.batch_size = int(batch_size)
+        self.payload = payload or {}
+        self.provider = f"pytorch-{self.device.type}"
+        self.note = ""
+        spec = self.payload.get("backbone", {})
+        self.embed_dim = int(spec.get("kwargs", {}).get("embed_dim", 0))
+        self.metadata = {
+            "backbone": spec.get("name", type(backbone).__name__),
+            "run_name": self.payload.get("run_name") or "",
+        }
+
+    @torch.no_grad()
+    def embed(self, images: Any, normalize: bool = False, flip: bool = False) -> np.ndarray:
+        chunks = []
+        for batch in _face_batches(images, self.batch_size):
+            batch = batch.to(self.device)
+            out = self.backbone(batch).float()
+            if flip:
+                out = out + self.backbone(torch.flip(batch, dims=[3])).float()
+            chunks.append(out.cpu().numpy())
+        if not chunks:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        out = np.concatenate(chunks)
+        if normalize:
+            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        return self.embed(batch)
+
+    def describe(self) -> str:
+        return f"PyTorch ({self.device.type})"
+
+
+def open_embedder(
+    source: str | os.PathLike,
+    provider: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    threads: int | None = None,
+) -> OnnxEmbedder | TorchEmbedder:
+    """An :class:`OnnxEmbedder` for an ONNX file, a :class:`TorchEmbedder` for a checkpoint or run directory.
+
+    Raises :class:`ModelLoadError` (one-line message) for a missing file or one that is neither.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file or directory")
+    if path.is_dir() or zipfile.is_zipfile(path) or path.name.endswith(CHECKPOINT_SUFFIXES):
+        return _torch_embedder(path, provider, batch_size)
+    try:
+        return OnnxEmbedder(path, provider=provider, batch_size=batch_size, threads=threads)
+    except ModelLoadError as onnx_error:
+        if path.suffix.lower() == ".onnx":
+            raise
+        try:  # an old-style (non-zip) torch file under another name
+            return _torch_embedder(path, provider, batch_size)
+        except ModelLoadError:
+            raise ModelLoadError(f"{path}: neither an ONNX model nor a femb checkpoint") from onnx_error
+
+
+def is_onnx_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` parses as an ONNX model with a graph (external weights are not read)."""
+    import onnx
+
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - any parse failure means "no"
+        return False
+    # Protobuf parses many byte strings leniently; a real model has nodes and an opset.
+    return len(model.graph.node) > 0 and len(model.opset_import) > 0
+
+
+# ---------------------------------------------------------------------------------------- internals
+def _torch_embedder(path: Path, provider: str, batch_size: int) -> TorchEmbedder:
+    from femb.checkpoint import CheckpointError
+    from femb.model import load_backbone
+
+    provider = provider.lower()
+    if provider == "cuda" and not torch.cuda.is_available():
+        from femb.inference.providers import ProviderError
+
+        raise ProviderError("CUDA requested but PyTorch sees no CUDA device")
+    device = "cuda" if provider in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    try:
+        backbone, payload = load_backbone(path)
+    except CheckpointError as error:
+        raise ModelLoadError(str(error)) from None
+    return TorchEmbedder(backbone, device=device, batch_size=batch_size, payload=payload)
+
+
+def _ort_reason(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from x failed:Protobuf parsing failed."
+    if "INVALID_PROTOBUF" in text or "Protobuf parsing failed" in text:
+        return "protobuf parsing failed"
+    text = text.split(" : ")[-1] if "ONNXRuntimeError" in text else text
+    return text[:200] or type(error).__name__
+
+
+def _iter_faces(images: Any) -> Iterator[torch.Tensor]:
+    """Each input image as a femb float ``3×112×112`` tensor."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        yield _one_face(images)
+        return
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        yield from _array_faces(images)
+        return
+    if not isinstance(images, Iterable) and hasattr(images, "__getitem__") and hasattr(images, "__len__"):
+        dataset = images  # a map-style Dataset
+        images = (dataset[index] for index in range(len(dataset)))
+    if isinstance(images, Iterable):
+        for item in images:
+            if isinstance(item, (torch.Tensor, np.ndarray)):
+                yield from _array_faces(item)
+            elif isinstance(item, (tuple, list)) and item and isinstance(item[0], (torch.Tensor, np.ndarray)):
+                yield from _array_faces(item[0])  # (image, label) from a dataset
+            else:
+                yield _one_face(item)
+        return
+    raise TypeError(f"cannot embed {type(images).__name__}: expected images, arrays, tensors or paths")
+
+
+def _one_face(item: Any) -> torch.Tensor:
+    from femb.data.transforms import load_image, to_face_tensor
+
+    if isinstance(item, (str, os.PathLike)):
+        return to_face_tensor(load_image(item))
+    if isinstance(item, Image.Image):
+        return to_face_tensor(item)
+    raise TypeError(f"cannot embed {type(item).__name__}: expected an image, an array, a tensor or a path")
+
+
+def _array_faces(array: torch.Tensor | np.ndarray) -> Iterator[torch.Tensor]:
+    from femb.data.transforms import normalize, to_face_tensor
+
+    tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.asarray(array))
+    if tensor.dtype == torch.uint8:
+        # uint8: H×W, H×W×3 (one image) or N×H×W×3 (a batch), RGB; CHW (femb caches) also accepted.
+        if tensor.ndim == 4 and tensor.shape[1] == 3 and tensor.shape[3] != 3:
+            yield from (
+                normalize(image)
+                if image.shape[1:] == (112, 112)
+                else to_face_tensor(image.permute(1, 2, 0).numpy())
+                for image in tensor
+            )
+        elif tensor.ndim == 4:
+            yield from (to_face_tensor(image.numpy()) for image in tensor)
+        elif tensor.ndim == 3 and tensor.shape[0] == 3 and tensor.shape[2] != 3:
+            yield to_face_tensor(tensor.permute(1, 2, 0).numpy())
+        elif tensor.ndim in (2, 3):
+            yield to_face_tensor(tensor.numpy())
+        else:
+            raise ValueError(
+                f"expected a uint8 image H×W×3 or a batch N×H×W×3, got shape {tuple(tensor.shape)}"
+            )
+        return
+    tensor = tensor.detach().to("cpu", torch.float32)
+    if tensor.ndim == 3 and tensor.shape[0] == 3:
+        yield tensor
+    elif tensor.ndim == 4 and tensor.shape[1] == 3:
+        yield from tensor
+    else:
+        raise ValueError(
+            f"expected a normalised float tensor 3×112×112 or N×3×112×112, got shape {tuple(tensor.shape)} "
+            "(uint8 H×W×3 arrays are accepted too)"
+        )
+
+
+def _face_batches(images: Any, batch_size: int) -> Iterator[torch.Tensor]:
+    """femb float batches of at most ``batch_size`` images; a float batch is split without copies."""
+    if isinstance(images, (torch.Tensor, np.ndarray)) and images.dtype not in (np.uint8, torch.uint8):
+        tensor = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
+        if tensor.ndim == 4 and tensor.shape[1] == 3:
+            yield from tensor.detach().to("cpu", torch.float32).split(batch_size)
+            return
+    batch: list[torch.Tensor] = []
+    for face in _iter_faces(images):
+        batch.append(face)
+        if len(batch) == batch_size:
+            yield torch.stack(batch)
+            batch = []
+    if batch:
+        yield torch.stack(batch)
+
+
+__all__ = [
+    "CPU",
+    "InferenceError",
+    "ModelLoadError",
+    "OnnxEmbedder",
+    "TorchEmbedder",
+    "is_onnx_model",
+    "open_embedder",
+]
