@@ -92,16 +92,21 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(model.header.weight, loaded.header.weight)
 
 
-def test_a_pickle_that_runs_code_is_not_loaded(tmp_path):
+def test_a_pickle_that_runs_code_is_not_loaded(tmp_path, capsys):
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
 
-    path = tmp_path / "evil.pt"
-    with open(path, "wb") as handle:
-        pickle.dump({"format": "femb.checkpoint", "x": Evil()}, handle)
+    zipped = tmp_path / "evil.pt"
+    torch.save({"format": "femb.checkpoint", "x": Evil()}, zipped)
     with pytest.raises(CheckpointError, match="evil.pt: not a readable femb checkpoint"):
-        load_checkpoint(path)
+        load_checkpoint(zipped)
+    plain = tmp_path / "evil.pkl"
+    with open(plain, "wb") as handle:
+        pickle.dump({"format": "femb.checkpoint", "x": Evil()}, handle)
+    with pytest.raises(CheckpointError, match="evil.pkl: not a femb checkpoint"):
+        load_checkpoint(plain)
+    assert "pwned" not in capsys.readouterr().out
 
 
 def test_not_a_checkpoint(tmp_path):
