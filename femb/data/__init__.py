@@ -30,6 +30,7 @@ from femb.data.verification_bin import (
     BytesImages,
     UnsafePickleError,
     load_verification_bin,
+    write_pairs_dataset_bin,
     write_verification_bin,
 )
 
@@ -60,5 +61,6 @@ __all__ = [
     "synthetic_from_spec",
     "to_face_tensor",
     "to_face_uint8",
+    "write_pairs_dataset_bin",
     "write_verification_bin",
 ]

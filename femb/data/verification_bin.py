@@ -208,3 +208,15 @@ def write_verification_bin(
         pickle.dump((bins, flags), file, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
     return path
+
+
+def write_pairs_dataset_bin(path: str | os.PathLike, pairs: PairsDataset, image_format: str = "PNG") -> Path:
+    """Write any :class:`PairsDataset` as an InsightFace ``.bin`` (images back to uint8, lossless PNG)."""
+    images = []
+    for first, second in pairs.pairs:
+        for index in (first, second):
+            item = pairs.images[int(index)]
+            tensor = item[0] if isinstance(item, (tuple, list)) else item
+            pixels = (tensor * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8)
+            images.append(pixels.permute(1, 2, 0).numpy())
+    return write_verification_bin(path, images, pairs.issame, image_format=image_format)

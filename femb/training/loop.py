@@ -256,6 +256,7 @@ class Trainer:
         self.best_accuracy: float | None = None
         self.last_eval: dict | None = None
         self.history: list[dict] = []
+        self._last_saved_step: int | None = None
 
     # ------------------------------------------------------------------ events
     def emit(self, kind: str, /, **fields: Any) -> Event:
@@ -290,6 +291,8 @@ class Trainer:
             training=self.training_state(), config=self.config, run_name=self.run_name
         )
         ckpt.save_checkpoint(payload, path)
+        if kind == "last":
+            self._last_saved_step = self.step
         self.emit("checkpoint", step=self.step, path=str(path), kind=kind)
         return path
 
@@ -474,7 +477,8 @@ class Trainer:
         self.epoch = self.step // self.steps_per_epoch
         if self.evaluator is not None and (not self.last_eval or self.last_eval.get("step") != self.step):
             self.evaluate()
-        self.save("last")
+        if self._last_saved_step != self.step:
+            self.save("last")
         return "completed", f"finished {self.step} steps"
 
     def _check_finite(self, loss: torch.Tensor) -> None:
