@@ -425,6 +425,9 @@ class Trainer:
         except KeyboardInterrupt:
             reason, message = "interrupted", "interrupted twice: stopped without a final checkpoint"
             raise
+        except Exception as error:
+            reason, message = "error", f"{type(error).__name__}: {error}"
+            raise
         finally:
             restore_signals()
             self._finish(reason, message)
@@ -446,7 +449,7 @@ class Trainer:
             self.epoch = self.step // self.steps_per_epoch
             self.sampler.set_epoch(self.epoch, (self.step % self.steps_per_epoch) * self.batch_size)
             steps_before = self.step
-            for images, labels in self.loader:
+            for images, labels in self._batches():
                 if self._handle_requests():
                     self.save("last")
                     return self.control.stop_reason or "stopped", "stopped on request"
@@ -480,6 +483,21 @@ class Trainer:
         if self._last_saved_step != self.step:
             self.save("last")
         return "completed", f"finished {self.step} steps"
+
+    def _batches(self):
+        """The epoch's batches, with the global RNG seeded from (seed, step) before each one.
+
+        Augmentation in the main process and dropout then depend only on the step, so a run
+        resumed mid-epoch draws exactly what the uninterrupted run drew (with ``num_workers=0``;
+        workers keep their own generators, so there only the batch composition is exact).
+        """
+        iterator = iter(self.loader)  # creating it draws from the global RNG: do that first
+        while True:
+            torch.manual_seed(self.seed * 1_000_003 + self.step)
+            try:
+                yield next(iterator)
+            except StopIteration:
+                return
 
     def _check_finite(self, loss: torch.Tensor) -> None:
         if not self.skip_nonfinite and not torch.isfinite(loss):

@@ -178,6 +178,7 @@ def train(
     train_set, val_set = datasets if datasets is not None else build_datasets(config)
     if len(train_set) == 0:
         raise ValueError(f"--data {config.data}: no training images")
+    torch.manual_seed(config.seed)  # the initial weights are part of the recipe: same seed, same run
     model = build_model(config, train_set.num_classes)
     optimizer = build_optimizer(config, model)
     steps_per_epoch = max(1, len(train_set) // config.batch_size)

@@ -1,0 +1,256 @@
+"""What the dashboard knows about a run, folded from its events (no Textual here: plain and testable)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from femb.training.events import Event
+
+# Long runs must not grow the curves without bound: past this many points a series keeps every second one.
+MAX_POINTS = 4096
+EMA_BETA = 0.9  # loss smoothing: about the last ten logged steps
+
+
+@dataclass
+class Series:
+    """(step, value) points, decimated by two whenever it outgrows ``MAX_POINTS``."""
+
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+    stride: int = 1
+    revision: int = 0  # bumped whenever the stored points change: a plot redraws only then
+    _seen: int = 0
+
+    def add(self, x: float, y: float) -> None:
+        self._seen += 1
+        if (self._seen - 1) % self.stride:
+            return
+        self.xs.append(x)
+        self.ys.append(y)
+        self.revision += 1
+        if len(self.xs) > MAX_POINTS:
+            del self.xs[1::2], self.ys[1::2]
+            self.stride *= 2
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+    def thinned(self, limit: int) -> tuple[list[float], list[float]]:
+        """At most about ``limit`` points, always with the latest, for a plot ``limit`` dots wide."""
+        step = max(1, math.ceil(len(self.xs) / max(limit, 1)))
+        if step == 1:
+            return self.xs, self.ys
+        xs, ys = self.xs[::step], self.ys[::step]
+        if xs[-1] != self.xs[-1]:
+            xs.append(self.xs[-1])
+            ys.append(self.ys[-1])
+        return xs, ys
+
+
+def _number(value: Any) -> float | None:
+    # Metrics files write NaN/inf as null; a missing metric is simply not shown.
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass
+class RunState:
+    run_name: str | None = None
+    run_dir: str | None = None
+    device: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    batch_size: int | None = None
+    num_classes: int | None = None
+    num_parameters: int | None = None
+    total_steps: int | None = None
+    steps_per_epoch: int | None = None
+    start_step: int = 0
+    step: int = 0
+    epoch: int = 0
+    loss: float | None = None
+    loss_ema: float | None = None
+    lr: float | None = None
+    images_per_s: float | None = None
+    eta_s: float | None = None
+    emb_norm_mean: float | None = None
+    emb_norm_std: float | None = None
+    last_eval: dict[str, Any] | None = None
+    best_eval: dict[str, Any] | None = None
+    paused: bool = False
+    started: bool = False
+    ended: bool = False
+    end: dict[str, Any] | None = None
+    loss_curve: Series = field(default_factory=Series)
+    loss_ema_curve: Series = field(default_factory=Series)
+    accuracy_curve: Series = field(default_factory=Series)
+    lr_curve: Series = field(default_factory=Series)
+    events_seen: int = 0
+    _ema_raw: float = 0.0
+    _ema_count: int = 0
+
+    @property
+    def progress(self) -> float | None:
+        if not self.total_steps:
+            return None
+        return min(1.0, self.step / self.total_steps)
+
+    def apply(self, event: Event) -> None:
+        """Fold one event in; unknown kinds and missing fields are tolerated (files from other versions)."""
+        self.events_seen += 1
+        handler = getattr(self, f"_on_{event.get('event')}", None)
+        if handler is not None:
+            handler(event)
+
+    def _on_start(self, event: Event) -> None:
+        # A resumed run appends a second start event to the same file: keep the curves, reopen the run.
+        self.started, self.ended, self.end, self.paused = True, False, None, False
+        self.run_name = event.get("run_name") or self.run_name
+        self.run_dir = event.get("run_dir") or self.run_dir
+        self.device = event.get("device") or self.device
+        self.config = dict(event.get("config") or {})
+        self.batch_size = event.get("batch_size") or self.config.get("batch_size")
+        self.num_classes = event.get("num_classes")
+        self.num_parameters = event.get("num_parameters")
+        self.total_steps = event.get("total_steps")
+        self.steps_per_epoch = event.get("steps_per_epoch")
+        self.start_step = int(event.get("start_step") or 0)
+        self.step = max(self.step, self.start_step)
+
+    def _on_step(self, event: Event) -> None:
+        self.step = int(event.get("step", self.step))
+        self.epoch = int(event.get("epoch", self.epoch))
+        self.lr = _number(event.get("lr"))
+        self.images_per_s = _number(event.get("images_per_s"))
+        self.eta_s = _number(event.get("eta_s"))
+        self.emb_norm_mean = _number(event.get("emb_norm_mean"))
+        self.emb_norm_std = _number(event.get("emb_norm_std"))
+        loss = _number(event.get("loss"))
+        self.loss = loss
+        if loss is not None:
+            # Debiased EMA (as TensorBoard smooths): the first points are not dragged towards zero.
+            self._ema_count += 1
+            self._ema_raw = EMA_BETA * self._ema_raw + (1 - EMA_BETA) * loss
+            self.loss_ema = self._ema_raw / (1 - EMA_BETA**self._ema_count)
+            self.loss_curve.add(self.step, loss)
+            self.loss_ema_curve.add(self.step, self.loss_ema)
+        if self.lr is not None:
+            self.lr_curve.add(self.step, self.lr)
+
+    def _on_eval(self, event: Event) -> None:
+        self.last_eval = dict(event)
+        self.step = max(self.step, int(event.get("step") or 0))
+        accuracy = _number(event.get("accuracy"))
+        if accuracy is not None:
+            self.accuracy_curve.add(int(event.get("step") or self.step), accuracy)
+            best = _number((self.best_eval or {}).get("accuracy"))
+            if best is None or accuracy > best or event.get("is_best"):
+                self.best_eval = dict(event)
+
+    def _on_pause(self, event: Event) -> None:
+        self.paused = bool(event.get("paused"))
+
+    def _on_end(self, event: Event) -> None:
+        self.ended, self.paused = True, False
+        self.end = dict(event)
+        self.step = int(event.get("step") or self.step)
+        self.eta_s = None
+
+
+# ---------------------------------------------------------------------------------------- formatting
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def fmt(value: Any, spec: str = ".4f") -> str:
+    number = _number(value)
+    return "–" if number is None else format(number, spec)
+
+
+def integer_ticks(low: float, high: float, count: int = 5) -> list[int]:
+    """Round step numbers for an x axis from ``low`` to ``high`` (plotext would print 50.8)."""
+    low, high = int(math.floor(low)), int(math.ceil(high))
+    if high <= low:
+        return [low]
+    raw = (high - low) / max(count - 1, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    spacing = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    spacing = max(1, int(spacing))
+    first = math.ceil(low / spacing) * spacing
+    return list(range(first, high + 1, spacing)) or [low]
+
+
+def status_word(state: RunState) -> str:
+    if state.ended:
+        return (state.end or {}).get("reason") or "ended"
+    if state.paused:
+        return "paused"
+    return "running" if state.started else "waiting"
+
+
+def config_summary(state: RunState) -> list[tuple[str, str]]:
+    """(label, value) rows of what the run is: the start event's config, with fallbacks."""
+    config = state.config
+    head = config.get("head")
+    head_options = " ".join(
+        f"{key}={config[key]:g}" if isinstance(config[key], float) else f"{key}={config[key]}"
+        for key in ("s", "m", "m1", "m2", "m3", "lambda_g")
+        if config.get(key) is not None
+    )
+    classes = f"({state.num_classes:,} classes)" if state.num_classes else None
+    embedding = _join(
+        f"{config['embed_dim']}-d" if config.get("embed_dim") else None,
+        f"{state.num_parameters / 1e6:.2f}M params" if state.num_parameters else None,
+    )
+    rows = [
+        ("run", state.run_name),
+        ("backbone", config.get("backbone")),
+        ("embed", embedding),
+        ("head", _join(head, head_options or None)),
+        ("data", _join(config.get("data"), classes)),
+        ("batch", str(state.batch_size) if state.batch_size else None),
+        (
+            "optim",
+            _join(
+                config.get("optimizer"),
+                f"lr {config['lr']:g}" if config.get("lr") is not None else None,
+                config.get("scheduler"),
+            ),
+        ),
+        (
+            "device",
+            _join(state.device, f"amp {config['amp']}" if config.get("amp") not in (None, "none") else None),
+        ),
+        ("steps", f"{state.total_steps:,}" if state.total_steps else None),
+    ]
+    return [(label, str(value)) for label, value in rows if value]
+
+
+def _join(*parts: Any) -> str | None:
+    kept = [str(part) for part in parts if part]
+    return " ".join(kept) or None
+
+
+def one_line_summary(state: RunState) -> str:
+    """The run in one line, for the header where the side panel does not fit."""
+    rows = dict(config_summary(state))
+    parts = [
+        rows.get("backbone"),
+        rows.get("head"),
+        f"batch {rows['batch']}" if "batch" in rows else None,
+        rows.get("device"),
+    ]
+    return " · ".join(part for part in parts if part)

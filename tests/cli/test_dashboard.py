@@ -1,0 +1,522 @@
+"""The live dashboard: pilots in process and attached, keys → control, the CLI, snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import json
+import math
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from femb.training.control import TrainingControl
+from femb.training.events import Event, EventSink
+from femb_cli.dashboard import DashboardApp, create_dashboard_app
+from femb_cli.dashboard.screens import ConfirmStopScreen
+from femb_cli.dashboard.widgets import ConfigPanel, MetricsPanel, RunLog, StatusBar
+from femb_cli.main import app as cli_app
+
+WIDE, COMPACT = (120, 40), (80, 24)
+
+# ---------------------------------------------------------------------------------------- synthetic runs
+
+CONFIG = {
+    "backbone": "mobilefacenet_small",
+    "embed_dim": 128,
+    "head": "arcface",
+    "s": 64.0,
+    "m": 0.5,
+    "data": "synthetic:200",
+    "batch_size": 64,
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "scheduler": "cosine",
+    "amp": "none",
+    "device": "auto",
+}
+
+
+def start_event(total_steps: int = 400, run_dir: str = "runs/demo") -> Event:
+    return {
+        "event": "start",
+        "time": 0.0,
+        "run_name": "demo",
+        "run_dir": run_dir,
+        "config": CONFIG,
+        "total_steps": total_steps,
+        "steps_per_epoch": 75,
+        "start_step": 0,
+        "num_classes": 200,
+        "num_parameters": 1_234_567,
+        "device": "cpu",
+        "batch_size": 64,
+    }
+
+
+def step_event(step: int, total_steps: int = 400) -> Event:
+    return {
+        "event": "step",
+        "time": 0.0,
+        "step": step,
+        "epoch": (step - 1) // 75,
+        "loss": 20 * math.exp(-step / 80) + 2 + 0.5 * math.sin(step),
+        "lr": 0.1 * (1 + math.cos(math.pi * step / total_steps)) / 2,
+        "images_per_s": 512.0,
+        "eta_s": (total_steps - step) / 8.0,
+        "emb_norm_mean": 10.0,
+        "emb_norm_std": 1.0,
+    }
+
+
+def eval_event(step: int, accuracy: float | None = None, is_best: bool = True) -> Event:
+    accuracy = 0.6 + 0.3 * (1 - math.exp(-step / 100)) if accuracy is None else accuracy
+    return {
+        "event": "eval",
+        "time": 0.0,
+        "step": step,
+        "epoch": 0,
+        "accuracy": accuracy,
+        "accuracy_std": 0.02,
+        "threshold": 0.3,
+        "eer": 1 - accuracy,
+        "auc": min(1.0, accuracy + 0.05),
+        "tar_at_far_1e-3": accuracy - 0.2,
+        "tar_at_far_1e-4": accuracy - 0.3,
+        "num_pairs": 2000,
+        "best_accuracy": accuracy,
+        "is_best": is_best,
+    }
+
+
+def checkpoint_event(step: int, kind: str = "best", run_dir: str = "runs/demo") -> Event:
+    return {
+        "event": "checkpoint",
+        "time": 0.0,
+        "step": step,
+        "path": f"{run_dir}/checkpoints/{kind}.pt",
+        "kind": kind,
+    }
+
+
+def synthetic_run(
+    steps: int = 200, total_steps: int = 400, end: bool = False, run_dir: str = "runs/demo"
+) -> list[Event]:
+    events = [start_event(total_steps, run_dir)]
+    for step in range(1, steps + 1):
+        events.append(step_event(step, total_steps))
+        if step % 50 == 0:
+            events += [eval_event(step), checkpoint_event(step, "best", run_dir)]
+    events.append(
+        {
+            "event": "log",
+            "time": 0.0,
+            "level": "warning",
+            "message": "learning rate warm-up is longer than the run",
+        }
+    )
+    if end:
+        events += [
+            checkpoint_event(steps, "last", run_dir),
+            {
+                "event": "end",
+                "time": 0.0,
+                "step": steps,
+                "reason": "completed",
+                "message": f"finished {steps} steps",
+                "resume_command": None,
+            },
+        ]
+    return events
+
+
+def write_events(path: Path, events: list[Event], mode: str = "w") -> None:
+    with open(path, mode, encoding="utf-8") as handle:
+        handle.writelines(json.dumps(event) + "\n" for event in events)
+
+
+class FakeTraining:
+    """A stand-in for ``model.fit``: emits a run's first events, then obeys control until stopped.
+
+    Between "steps" it polls the control like the real loop: checkpoint and evaluation requests
+    become events, pause toggles become pause events, stop ends the run with a last checkpoint.
+    ``finish=True`` ends by itself (completed) instead of waiting.
+    """
+
+    def __init__(self, steps: int = 100, finish: bool = False, fail: BaseException | None = None):
+        self.steps = steps
+        self.finish = finish
+        self.fail = fail
+        self.ready = threading.Event()
+        self.thread_name: str | None = None
+
+    def __call__(self, sink: EventSink, control: TrainingControl) -> str:
+        self.thread_name = threading.current_thread().name
+        if self.fail is not None:
+            sink(start_event())
+            # As a loop's finally block may: an end event claiming success, then the exception.
+            sink({"event": "end", "time": 0.0, "step": 0, "reason": "completed", "message": ""})
+            raise self.fail
+        for event in synthetic_run(self.steps):
+            sink(event)
+        step = self.steps
+        self.ready.set()
+        if self.finish:
+            sink(
+                {
+                    "event": "end",
+                    "time": 0.0,
+                    "step": step,
+                    "reason": "completed",
+                    "message": "done",
+                    "resume_command": None,
+                }
+            )
+            return "completed"
+        paused = False
+        deadline = time.monotonic() + 30  # a test that forgets to stop must not hang the suite
+        while time.monotonic() < deadline:
+            requests = control.poll()
+            if requests.checkpoint:
+                sink(checkpoint_event(step, "manual"))
+            if requests.evaluate:
+                sink(eval_event(step, accuracy=0.5, is_best=False))
+            if control.paused != paused and not requests.stop:
+                paused = control.paused
+                sink({"event": "pause", "time": 0.0, "paused": paused, "step": step})
+            if requests.stop:
+                sink(checkpoint_event(step, "last"))
+                sink(
+                    {
+                        "event": "end",
+                        "time": 0.0,
+                        "step": step,
+                        "reason": control.stop_reason,
+                        "message": "stopped on request",
+                        "resume_command": "femb train --resume runs/demo",
+                    }
+                )
+                return control.stop_reason
+            time.sleep(0.005)
+        raise TimeoutError("FakeTraining was never stopped")
+
+
+def screen_text(app) -> str:
+    """The screen as plain text (what a terminal capture shows)."""
+    width, height = app.size
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        record=True,
+        color_system="truecolor",
+        legacy_windows=False,
+        safe_box=False,
+    )
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+def run_async(test):
+    """Run an ``async def`` test in its own event loop (no pytest-asyncio here)."""
+
+    @functools.wraps(test)
+    def runner(*args, **kwargs):
+        asyncio.run(test(*args, **kwargs))
+
+    return runner
+
+
+async def wait_for(pilot, condition, timeout: float = 10.0) -> None:
+    """Let the app run until ``condition()`` holds (short pauses, no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.02)
+
+
+def widget_text(app: DashboardApp, widget_type) -> str:
+    console = Console(width=200, file=io.StringIO(), record=True, color_system=None)
+    console.print(app.query_one(widget_type).content)
+    return console.export_text()
+
+
+def stop_training(control: TrainingControl) -> None:
+    control.request_stop("stopped")
+
+
+# ---------------------------------------------------------------------------------------- in process
+
+
+@pytest.mark.parametrize("size", [WIDE, COMPACT], ids=["120x40", "80x24"])
+@run_async
+async def test_in_process_events_update_every_widget(size):
+    training = FakeTraining(steps=100)
+    control = TrainingControl()
+    app = create_dashboard_app(run_training=training, control=control, title="femb train · demo")
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: training.ready.is_set() and app.state.step == 100)
+        app.refresh_now()
+        await pilot.pause()
+        assert training.thread_name != threading.main_thread().name  # the loop runs off the UI thread
+        bar = app.query_one(StatusBar).query_one("ProgressBar")
+        assert (bar.progress, bar.total) == (100, 400)
+        metrics = widget_text(app, MetricsPanel)
+        best = 0.6 + 0.3 * (1 - math.exp(-1))
+        assert f"{best:.4f}" in metrics and "512.0 img/s" in metrics
+        log = "\n".join(app.query_one(RunLog).lines_text)
+        assert "step 100: accuracy" in log and "(best)" in log
+        assert "checkpoint (best) → checkpoints/best.pt" in log
+        assert "warning: learning rate warm-up" in log
+        assert app.state.loss_curve.xs[-1] == 100 and len(app.state.accuracy_curve) == 2
+        text = screen_text(app)
+        assert "step 100/400" in text and "running" in text and "verification accuracy" in text
+        if size == WIDE:
+            assert "arcface s=64 m=0.5" in widget_text(app, ConfigPanel)
+        else:
+            assert not app.query_one(ConfigPanel).display  # its gist is in the header instead
+            assert "mobilefacenet_small" in app.sub_title
+        stop_training(control)
+        await wait_for(pilot, lambda: app.training_done)
+
+
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+@run_async
+async def test_quit_asks_first_then_stops_gracefully(key):
+    training = FakeTraining()
+    control = TrainingControl()
+    app = create_dashboard_app(run_training=training, control=control)
+    async with app.run_test(size=COMPACT) as pilot:
+        await wait_for(pilot, training.ready.is_set)
+        log = app.query_one(RunLog)
+        await pilot.press(key)
+        assert isinstance(app.screen, ConfirmStopScreen)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmStopScreen) and not control.stop_requested
+        await pilot.press(key)
+        await pilot.press("y")
+        assert control.stop_requested and control.stop_reason == "stopped"
+        await wait_for(pilot, lambda: app.return_code is not None)  # closes once the run has ended
+    assert app.state.ended and app.state.end["reason"] == "stopped"
+    assert app.training_result == "stopped"
+    assert "resume with: femb train --resume runs/demo" in log.lines_text
+
+
+@run_async
+async def test_keys_request_checkpoint_evaluation_and_pause():
+    training = FakeTraining()
+    control = TrainingControl()
+    app = create_dashboard_app(run_training=training, control=control)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_for(pilot, training.ready.is_set)
+        app.refresh_now()
+        evals_before = len(app.state.accuracy_curve)
+        await pilot.press("s")
+        await wait_for(
+            pilot, lambda: any("checkpoint (manual)" in line for line in app.query_one(RunLog).lines_text)
+        )
+        await pilot.press("e")
+        await wait_for(pilot, lambda: len(app.state.accuracy_curve) == evals_before + 1)
+        assert app.state.best_eval["accuracy"] > 0.5  # a worse evaluation leaves the best alone
+        await pilot.press("p")
+        assert control.paused
+        await wait_for(pilot, lambda: app.state.paused)
+        assert "paused" in screen_text(app)
+        await pilot.press("p")
+        assert not control.paused
+        await wait_for(pilot, lambda: not app.state.paused)
+        assert not control.stop_requested
+        stop_training(control)
+        await wait_for(pilot, lambda: app.training_done)
+
+
+@run_async
+async def test_a_finished_run_stays_on_screen_until_q():
+    training = FakeTraining(finish=True)
+    control = TrainingControl()
+    app = create_dashboard_app(run_training=training, control=control)
+    async with app.run_test(size=COMPACT) as pilot:
+        await wait_for(pilot, lambda: app.training_done and app.state.ended)
+        assert app.return_code is None and "completed" in screen_text(app)
+        await pilot.press("s")  # nothing to ask of an ended run
+        assert not control.poll().checkpoint
+        await pilot.press("q")  # no confirmation needed any more
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.training_result == "completed"
+
+
+@run_async
+async def test_exit_on_end_closes_by_itself():
+    app = create_dashboard_app(run_training=FakeTraining(finish=True), exit_on_end=True)
+    async with app.run_test(size=COMPACT) as pilot:
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.state.end["reason"] == "completed"
+
+
+@run_async
+async def test_a_crashing_run_is_reported_not_raised():
+    app = create_dashboard_app(run_training=FakeTraining(fail=RuntimeError("CUDA out of memory")))
+    async with app.run_test(size=COMPACT) as pilot:
+        await wait_for(pilot, lambda: app.training_done)
+        await pilot.pause()
+        assert isinstance(app.training_error, RuntimeError)
+        assert app.state.end["reason"] == "error"
+        assert any("CUDA out of memory" in line for line in app.query_one(RunLog).lines_text)
+        assert app.return_code is None
+
+
+@run_async
+async def test_sink_never_drops_evaluations_when_the_ui_lags():
+    app = create_dashboard_app(run_training=lambda sink, control: None)
+    feed = app.feed
+    feed.max_pending_steps = 10
+    for step in range(1, 101):
+        feed(step_event(step))
+        if step % 25 == 0:
+            feed(eval_event(step))
+    events = feed.drain()
+    assert [e["step"] for e in events if e["event"] == "eval"] == [25, 50, 75, 100]
+    assert sum(e["event"] == "step" for e in events) < 100 and events[-2]["step"] == 100
+    assert feed.coalesced > 0
+
+
+def test_factory_needs_exactly_one_source(tmp_path):
+    with pytest.raises(ValueError, match="exactly one"):
+        create_dashboard_app()
+    with pytest.raises(ValueError, match="exactly one"):
+        create_dashboard_app(run_training=lambda sink, control: None, follow_run_dir=tmp_path)
+
+
+# ---------------------------------------------------------------------------------------- attached
+
+
+@run_async
+async def test_attached_follows_a_growing_metrics_file_and_sends_requests(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    write_events(metrics, synthetic_run(steps=60, run_dir=str(tmp_path)))
+    app = create_dashboard_app(follow_run_dir=tmp_path)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        assert app.state.step == 60 and app.title == f"femb dashboard · {tmp_path.name}"
+        write_events(metrics, [step_event(step) for step in range(61, 101)] + [eval_event(100)], mode="a")
+        with open(metrics, "a", encoding="utf-8") as handle:
+            handle.write('{"event": "step", "step": 101')  # the writer is mid-line: wait for the rest
+        await wait_for(pilot, lambda: app.state.step == 100)  # the follow timer picks it up
+        assert len(app.state.accuracy_curve) == 2
+        with open(metrics, "a", encoding="utf-8") as handle:
+            handle.write(', "loss": 1.0}\n')
+        await wait_for(pilot, lambda: app.state.step == 101)
+        assert any("checkpoints/best.pt" in line for line in app.query_one(RunLog).lines_text)
+
+        for key, request in [("s", "checkpoint"), ("e", "evaluate"), ("p", "pause")]:
+            await pilot.press(key)
+            assert (tmp_path / "control" / request).exists()
+        await pilot.press("p")
+        assert (tmp_path / "control" / "resume").exists()
+
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmStopScreen) and "detach" in screen_text(app)
+        await pilot.press("y")
+        assert (tmp_path / "control" / "stop").exists()
+        assert app.return_code is None  # waits for the run's end event…
+        write_events(
+            metrics,
+            [
+                {
+                    "event": "end",
+                    "time": 0.0,
+                    "step": 101,
+                    "reason": "stopped",
+                    "message": "stopped on request",
+                    "resume_command": "femb train --resume x",
+                }
+            ],
+            mode="a",
+        )
+        await wait_for(pilot, lambda: app.return_code is not None)  # …then closes
+    assert app.state.end["reason"] == "stopped"
+
+
+@run_async
+async def test_attached_detach_leaves_the_run_alone(tmp_path):
+    write_events(tmp_path / "metrics.jsonl", synthetic_run(steps=10, run_dir=str(tmp_path)))
+    app = create_dashboard_app(follow_run_dir=tmp_path)
+    async with app.run_test(size=COMPACT) as pilot:
+        await pilot.pause()
+        await pilot.press("q", "d")
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert not (tmp_path / "control" / "stop").exists()
+
+
+@run_async
+async def test_replay_of_a_finished_run_shows_the_final_state(tmp_path):
+    write_events(tmp_path / "metrics.jsonl", synthetic_run(steps=400, end=True, run_dir=str(tmp_path)))
+    app = create_dashboard_app(follow_run_dir=tmp_path, replay=True)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        assert app.state.ended and app.state.step == 400 and len(app.state.accuracy_curve) == 8
+        assert "completed" in screen_text(app) and "100%" in screen_text(app)
+        await pilot.press("p")
+        assert not (tmp_path / "control").exists()
+        await pilot.press("q")
+        await wait_for(pilot, lambda: app.return_code is not None)
+
+
+# ---------------------------------------------------------------------------------------- the command
+
+
+def test_cli_dashboard_rejects_a_missing_or_foreign_folder(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli_app, ["dashboard", str(tmp_path / "nope")])
+    assert (
+        result.exit_code == 2
+        and result.stderr.startswith("error: ")
+        and "no such run directory" in result.stderr
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = runner.invoke(cli_app, ["dashboard", str(tmp_path)])
+    assert result.exit_code == 2 and "no metrics.jsonl" in result.stderr
+
+
+def test_cli_dashboard_help_lists_replay():
+    result = CliRunner().invoke(cli_app, ["dashboard", "--help"])
+    assert result.exit_code == 0 and "--replay" in result.output
+
+
+# ---------------------------------------------------------------------------------------- snapshots
+
+
+def replayed_app(run_dir: Path) -> DashboardApp:
+    # A fixed title and paths relative to the run folder keep the picture the same on every machine.
+    write_events(run_dir / "metrics.jsonl", synthetic_run(steps=200, run_dir=str(run_dir)))
+    return create_dashboard_app(follow_run_dir=run_dir, replay=True, title="femb dashboard · demo")
+
+
+async def _settle(pilot) -> None:
+    await pilot.pause()
+    pilot.app.refresh_now()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [COMPACT, WIDE], ids=["80x24", "120x40"])
+def test_snapshot_replayed_run(snap_compare, tmp_path, size):
+    assert snap_compare(replayed_app(tmp_path), terminal_size=size, run_before=_settle)
+
+
+@run_async
+async def test_a_malformed_event_is_logged_and_skipped(tmp_path):
+    events = synthetic_run(steps=5, run_dir=str(tmp_path))
+    events.insert(3, {"event": "step", "step": "three", "loss": 1.0})
+    write_events(tmp_path / "metrics.jsonl", events)
+    app = create_dashboard_app(follow_run_dir=tmp_path, replay=True)
+    async with app.run_test(size=COMPACT) as pilot:
+        await pilot.pause()
+        assert app.state.step == 5
+        assert any("malformed 'step' event" in line for line in app.query_one(RunLog).lines_text)
