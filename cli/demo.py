@@ -21,7 +21,7 @@ from femb_cli.errors import fail
 
 # Sized for about 5 minutes end to end on a 2-core CPU (see the README for the measured time).
 DEMO_IDENTITIES = 100
-DEMO_STEPS = 240
+DEMO_STEPS = 160
 DEMO_VAL_IDENTITIES = 60
 
 
@@ -32,12 +32,12 @@ def demo_command(
     dashboard: Annotated[
         bool | None,
         typer.Option(
-            "--dashboard/--no-dashboard", help="The live dashboard [default: when stdout is a terminal]."
+            "--dashboard/--no-dashboard", help="The live dashboard (default: when stdout is a terminal)."
         ),
     ] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Run directory [default: runs/demo-<time>].")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default: runs/demo-<time>).")] = None,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="ONNX file [default: exports/<run>.onnx].")
+        Path | None, typer.Option("-o", "--output", help="ONNX file (default: exports/<run>.onnx).")
     ] = None,
     provider: Annotated[str, typer.Option(help="onnxruntime provider: auto | cuda | cpu.")] = "auto",
 ) -> None:

@@ -23,7 +23,7 @@ def onnx_command(
     source: Annotated[Path, typer.Argument(help="A run directory, a checkpoint (.pt) or a saved model.")],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="The .onnx file [default: exports/<run-name>.onnx]."),
+        typer.Option("--output", "-o", help="The .onnx file (default: exports/<run-name>.onnx)."),
     ] = None,
     fp16: Annotated[
         bool,
@@ -46,7 +46,7 @@ def onnx_command(
         float | None,
         typer.Option(
             help="Smallest acceptable cosine between ONNX and PyTorch embeddings "
-            "[default: 0.9999; 0.999 with --fp16].",
+            "(default: 0.9999; 0.999 with --fp16).",
             min=-1.0,
             max=1.0,
         ),

@@ -27,7 +27,7 @@ def train_command(
     val: Annotated[
         str | None,
         typer.Option(
-            help="Validation: a .bin pairs file or an image folder [default: held-out synthetic identities].",
+            help="Validation: a .bin pairs file or an image folder (default: held-out synthetic identities).",
             rich_help_panel=DATA,
         ),
     ] = None,
@@ -45,10 +45,10 @@ def train_command(
         ),
     ] = "arcface",
     s: Annotated[
-        float | None, typer.Option(help="Scale [default: the head's].", rich_help_panel=HEAD)
+        float | None, typer.Option(help="Scale (default: the head's).", rich_help_panel=HEAD)
     ] = None,
     m: Annotated[
-        float | None, typer.Option(help="Margin [default: the head's].", rich_help_panel=HEAD)
+        float | None, typer.Option(help="Margin (default: the head's).", rich_help_panel=HEAD)
     ] = None,
     easy_margin: Annotated[
         bool | None,
@@ -115,7 +115,7 @@ def train_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.", rich_help_panel=RUN)] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.", rich_help_panel=RUN)] = 0,
     run_dir: Annotated[
-        Path | None, typer.Option(help="Run directory [default: runs/<name>-<time>].", rich_help_panel=RUN)
+        Path | None, typer.Option(help="Run directory (default: runs/<name>-<time>).", rich_help_panel=RUN)
     ] = None,
     name: Annotated[str | None, typer.Option(help="Run name prefix.", rich_help_panel=RUN)] = None,
     config: Annotated[
@@ -130,7 +130,7 @@ def train_command(
         bool | None,
         typer.Option(
             "--dashboard/--no-dashboard",
-            help="The live dashboard [default: when stdout is a terminal].",
+            help="The live dashboard (default: when stdout is a terminal).",
             rich_help_panel=RUN,
         ),
     ] = None,

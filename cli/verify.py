@@ -115,7 +115,7 @@ def pairs_command(
         bool | None,
         typer.Option(
             "--roc/--no-roc",
-            help="Draw the ROC curve in the terminal [default: when stdout is a terminal].",
+            help="Draw the ROC curve in the terminal (default: when stdout is a terminal).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
