@@ -21,7 +21,7 @@ from femb_cli.errors import fail
 
 # Sized for about 5 minutes end to end on a 2-core CPU (see the README for the measured time).
 DEMO_IDENTITIES = 100
-DEMO_STEPS = 160
+DEMO_STEPS = 150
 DEMO_VAL_IDENTITIES = 60
 
 
