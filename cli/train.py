@@ -8,10 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
+from femb.training.config import TrainConfig
 from femb_cli.app import app
 from femb_cli.errors import fail
 
 DATA, MODEL, HEAD, OPTIM, RUN = "Data", "Model", "Head", "Optimisation", "Run"
+# One source of defaults: the library's TrainConfig.
+DEFAULTS = TrainConfig()
 
 
 @app.command("train")
@@ -23,33 +26,33 @@ def train_command(
             help="An image folder (one sub-folder per identity) or synthetic[:N_IDENTITIES].",
             rich_help_panel=DATA,
         ),
-    ] = "synthetic:200",
+    ] = DEFAULTS.data,
     val: Annotated[
         str | None,
         typer.Option(
             help="Validation: a .bin pairs file or an image folder (default: held-out synthetic identities).",
             rich_help_panel=DATA,
         ),
-    ] = None,
+    ] = DEFAULTS.val,
     val_pairs: Annotated[
         int, typer.Option(help="Pairs drawn from a validation image folder.", rich_help_panel=DATA)
-    ] = 2000,
+    ] = DEFAULTS.val_pairs,
     backbone: Annotated[
         str, typer.Option(help="Backbone name (see `femb info`).", rich_help_panel=MODEL)
-    ] = "mobilefacenet_small",
+    ] = DEFAULTS.backbone,
     embed_dim: Annotated[int, typer.Option(help="Embedding size.", rich_help_panel=MODEL)] = 128,
     head: Annotated[
         str,
         typer.Option(
             help="linear | sphereface | cosface | arcface | magface | combined.", rich_help_panel=HEAD
         ),
-    ] = "arcface",
+    ] = DEFAULTS.head,
     s: Annotated[
         float | None, typer.Option(help="Scale (default: the head's).", rich_help_panel=HEAD)
-    ] = None,
+    ] = DEFAULTS.s,
     m: Annotated[
         float | None, typer.Option(help="Margin (default: the head's).", rich_help_panel=HEAD)
-    ] = None,
+    ] = DEFAULTS.m,
     easy_margin: Annotated[
         bool | None,
         typer.Option(
@@ -57,38 +60,38 @@ def train_command(
             help="ArcFace: margin only where cos θ > 0.",
             rich_help_panel=HEAD,
         ),
-    ] = None,
+    ] = DEFAULTS.easy_margin,
     m1: Annotated[
         float | None, typer.Option(help="Combined: angle multiplier.", rich_help_panel=HEAD)
-    ] = None,
+    ] = DEFAULTS.m1,
     m2: Annotated[float | None, typer.Option(help="Combined: additive angle.", rich_help_panel=HEAD)] = None,
     m3: Annotated[
         float | None, typer.Option(help="Combined: cosine subtraction.", rich_help_panel=HEAD)
-    ] = None,
+    ] = DEFAULTS.m3,
     l_a: Annotated[
         float | None, typer.Option(help="MagFace: lower feature norm.", rich_help_panel=HEAD)
-    ] = None,
+    ] = DEFAULTS.l_a,
     u_a: Annotated[
         float | None, typer.Option(help="MagFace: upper feature norm.", rich_help_panel=HEAD)
-    ] = None,
+    ] = DEFAULTS.u_a,
     l_m: Annotated[float | None, typer.Option(help="MagFace: lower margin.", rich_help_panel=HEAD)] = None,
     u_m: Annotated[float | None, typer.Option(help="MagFace: upper margin.", rich_help_panel=HEAD)] = None,
     lambda_g: Annotated[
         float | None, typer.Option(help="MagFace: regulariser weight.", rich_help_panel=HEAD)
-    ] = None,
+    ] = DEFAULTS.lambda_g,
     batch_size: Annotated[int, typer.Option(help="Images per step.", rich_help_panel=OPTIM)] = 64,
     steps: Annotated[
         int, typer.Option(help="Training steps (0: unused; both 0 → 1000).", rich_help_panel=OPTIM)
-    ] = 0,
+    ] = DEFAULTS.steps,
     epochs: Annotated[
         int,
         typer.Option(help="Epochs (0: unused); the first limit reached ends the run.", rich_help_panel=OPTIM),
-    ] = 0,
+    ] = DEFAULTS.epochs,
     lr: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=OPTIM)] = 0.1,
     optimizer: Annotated[str, typer.Option(help="sgd | adamw.", rich_help_panel=OPTIM)] = "sgd",
     scheduler: Annotated[
         str, typer.Option(help="cosine | multistep | poly | constant (after warm-up).", rich_help_panel=OPTIM)
-    ] = "cosine",
+    ] = DEFAULTS.scheduler,
     warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.", rich_help_panel=OPTIM)] = 50,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.", rich_help_panel=OPTIM)] = 5e-4,
     amp: Annotated[
@@ -97,31 +100,31 @@ def train_command(
             help="none | bf16 | fp16 | auto (mixed precision; the margin maths stays fp32).",
             rich_help_panel=OPTIM,
         ),
-    ] = "none",
+    ] = DEFAULTS.amp,
     grad_clip: Annotated[
         float, typer.Option(help="Clip the gradient norm (0: off).", rich_help_panel=OPTIM)
-    ] = 0.0,
+    ] = DEFAULTS.grad_clip,
     skip_nonfinite: Annotated[
         bool, typer.Option(help="Skip steps with a NaN/inf loss instead of stopping.", rich_help_panel=OPTIM)
-    ] = False,
+    ] = DEFAULTS.skip_nonfinite,
     eval_every: Annotated[
         int,
         typer.Option(help="Verify every N steps (and at the end; 0: only at the end).", rich_help_panel=RUN),
-    ] = 100,
+    ] = DEFAULTS.eval_every,
     checkpoint_every: Annotated[
         int, typer.Option(help="Write checkpoints/last.pt every N steps.", rich_help_panel=RUN)
-    ] = 100,
+    ] = DEFAULTS.checkpoint_every,
     seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=RUN)] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.", rich_help_panel=RUN)] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.", rich_help_panel=RUN)] = 0,
     run_dir: Annotated[
         Path | None, typer.Option(help="Run directory (default: runs/<name>-<time>).", rich_help_panel=RUN)
-    ] = None,
+    ] = DEFAULTS.workers,
     name: Annotated[str | None, typer.Option(help="Run name prefix.", rich_help_panel=RUN)] = None,
     config: Annotated[
         Path | None,
         typer.Option(help="A TOML file of options; the command line overrides it.", rich_help_panel=RUN),
-    ] = None,
+    ] = DEFAULTS.name,
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue RUN_DIR from its last checkpoint to the same end.", rich_help_panel=RUN),
@@ -136,7 +139,6 @@ def train_command(
     ] = None,
 ) -> None:
     """Train a face-embedding backbone with a margin head (default: the built-in synthetic faces)."""
-    from femb.training.config import TrainConfig
     from femb.training.recipe import build_datasets, load_run_config, prepare_run_dir
 
     options = {

@@ -57,7 +57,7 @@ class TrainConfig:
     grad_clip: float = 0.0
     skip_nonfinite: bool = False
     # run
-    eval_every: int = 100
+    eval_every: int = 50
     checkpoint_every: int = 100
     seed: int = 0
     device: str = "auto"
