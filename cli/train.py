@@ -40,7 +40,9 @@ def train_command(
     backbone: Annotated[
         str, typer.Option(help="Backbone name (see `femb info`).", rich_help_panel=MODEL)
     ] = DEFAULTS.backbone,
-    embed_dim: Annotated[int, typer.Option(help="Embedding size.", rich_help_panel=MODEL)] = 128,
+    embed_dim: Annotated[
+        int, typer.Option(help="Embedding size.", rich_help_panel=MODEL)
+    ] = DEFAULTS.embed_dim,
     head: Annotated[
         str,
         typer.Option(
@@ -64,7 +66,9 @@ def train_command(
     m1: Annotated[
         float | None, typer.Option(help="Combined: angle multiplier.", rich_help_panel=HEAD)
     ] = DEFAULTS.m1,
-    m2: Annotated[float | None, typer.Option(help="Combined: additive angle.", rich_help_panel=HEAD)] = None,
+    m2: Annotated[
+        float | None, typer.Option(help="Combined: additive angle.", rich_help_panel=HEAD)
+    ] = DEFAULTS.m2,
     m3: Annotated[
         float | None, typer.Option(help="Combined: cosine subtraction.", rich_help_panel=HEAD)
     ] = DEFAULTS.m3,
@@ -74,12 +78,18 @@ def train_command(
     u_a: Annotated[
         float | None, typer.Option(help="MagFace: upper feature norm.", rich_help_panel=HEAD)
     ] = DEFAULTS.u_a,
-    l_m: Annotated[float | None, typer.Option(help="MagFace: lower margin.", rich_help_panel=HEAD)] = None,
-    u_m: Annotated[float | None, typer.Option(help="MagFace: upper margin.", rich_help_panel=HEAD)] = None,
+    l_m: Annotated[
+        float | None, typer.Option(help="MagFace: lower margin.", rich_help_panel=HEAD)
+    ] = DEFAULTS.l_m,
+    u_m: Annotated[
+        float | None, typer.Option(help="MagFace: upper margin.", rich_help_panel=HEAD)
+    ] = DEFAULTS.u_m,
     lambda_g: Annotated[
         float | None, typer.Option(help="MagFace: regulariser weight.", rich_help_panel=HEAD)
     ] = DEFAULTS.lambda_g,
-    batch_size: Annotated[int, typer.Option(help="Images per step.", rich_help_panel=OPTIM)] = 64,
+    batch_size: Annotated[
+        int, typer.Option(help="Images per step.", rich_help_panel=OPTIM)
+    ] = DEFAULTS.batch_size,
     steps: Annotated[
         int, typer.Option(help="Training steps (0: unused; both 0 → 1000).", rich_help_panel=OPTIM)
     ] = DEFAULTS.steps,
@@ -87,13 +97,17 @@ def train_command(
         int,
         typer.Option(help="Epochs (0: unused); the first limit reached ends the run.", rich_help_panel=OPTIM),
     ] = DEFAULTS.epochs,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=OPTIM)] = 0.1,
-    optimizer: Annotated[str, typer.Option(help="sgd | adamw.", rich_help_panel=OPTIM)] = "sgd",
+    lr: Annotated[float, typer.Option(help="Peak learning rate.", rich_help_panel=OPTIM)] = DEFAULTS.lr,
+    optimizer: Annotated[str, typer.Option(help="sgd | adamw.", rich_help_panel=OPTIM)] = DEFAULTS.optimizer,
     scheduler: Annotated[
         str, typer.Option(help="cosine | multistep | poly | constant (after warm-up).", rich_help_panel=OPTIM)
     ] = DEFAULTS.scheduler,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.", rich_help_panel=OPTIM)] = 50,
-    weight_decay: Annotated[float, typer.Option(help="Weight decay.", rich_help_panel=OPTIM)] = 5e-4,
+    warmup_steps: Annotated[
+        int, typer.Option(help="Linear warm-up steps.", rich_help_panel=OPTIM)
+    ] = DEFAULTS.warmup_steps,
+    weight_decay: Annotated[
+        float, typer.Option(help="Weight decay.", rich_help_panel=OPTIM)
+    ] = DEFAULTS.weight_decay,
     amp: Annotated[
         str,
         typer.Option(
@@ -114,17 +128,21 @@ def train_command(
     checkpoint_every: Annotated[
         int, typer.Option(help="Write checkpoints/last.pt every N steps.", rich_help_panel=RUN)
     ] = DEFAULTS.checkpoint_every,
-    seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=RUN)] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.", rich_help_panel=RUN)] = "auto",
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes.", rich_help_panel=RUN)] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=RUN)] = DEFAULTS.seed,
+    device: Annotated[
+        str, typer.Option(help="auto | cpu | cuda | cuda:N.", rich_help_panel=RUN)
+    ] = DEFAULTS.device,
+    workers: Annotated[
+        int, typer.Option(help="DataLoader worker processes.", rich_help_panel=RUN)
+    ] = DEFAULTS.workers,
     run_dir: Annotated[
         Path | None, typer.Option(help="Run directory (default: runs/<name>-<time>).", rich_help_panel=RUN)
-    ] = DEFAULTS.workers,
-    name: Annotated[str | None, typer.Option(help="Run name prefix.", rich_help_panel=RUN)] = None,
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Run name prefix.", rich_help_panel=RUN)] = DEFAULTS.name,
     config: Annotated[
         Path | None,
         typer.Option(help="A TOML file of options; the command line overrides it.", rich_help_panel=RUN),
-    ] = DEFAULTS.name,
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option(help="Continue RUN_DIR from its last checkpoint to the same end.", rich_help_panel=RUN),
