@@ -32,16 +32,45 @@ def test_dashboard_in_tmux_stops_on_q_with_a_checkpoint(tmp_path):
     exit_file = tmp_path / "exit"
     femb = [sys.executable, "-m", "femb_cli.main"]
     command = " ".join(
-        [*femb, "train", "--backbone", "iresnet_tiny", "--embed-dim", "16", "--data", "synthetic:6",
-         "--val", "synthetic:4", "--batch-size", "16", "--steps", "2000", "--eval-every", "5",
-         "--run-dir", str(run_dir), "--dashboard"]
+        [
+            *femb,
+            "train",
+            "--backbone",
+            "iresnet_tiny",
+            "--embed-dim",
+            "16",
+            "--data",
+            "synthetic:6",
+            "--val",
+            "synthetic:4",
+            "--batch-size",
+            "16",
+            "--steps",
+            "2000",
+            "--eval-every",
+            "5",
+            "--run-dir",
+            str(run_dir),
+            "--dashboard",
+        ]
     )
-    tmux("new-session", "-d", "-x", "100", "-y", "30", "-s", session,
-         f"{command}; echo $? > {exit_file}; sleep 60")
+    tmux(
+        "new-session",
+        "-d",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "-s",
+        session,
+        f"{command}; echo $? > {exit_file}; sleep 60",
+    )
     try:
         screen = lambda: tmux("capture-pane", "-p", "-t", session)  # noqa: E731
         assert wait_for(lambda: "verification accuracy" in screen() and "step" in screen()), screen()
-        assert wait_for(lambda: any(e["event"] == "eval" for e in read_events(run_dir / "metrics.jsonl"))), screen()
+        assert wait_for(lambda: any(e["event"] == "eval" for e in read_events(run_dir / "metrics.jsonl"))), (
+            screen()
+        )
         tmux("send-keys", "-t", session, "q")
         assert wait_for(lambda: "y" in screen() and "top" in screen(), timeout=15), screen()
         tmux("send-keys", "-t", session, "y")

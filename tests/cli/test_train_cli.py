@@ -14,8 +14,21 @@ from femb.training.run_dir import read_toml
 from femb_cli.main import app
 
 runner = CliRunner()
-TINY = ["--backbone", "iresnet_tiny", "--embed-dim", "16", "--data", "synthetic:6", "--val", "synthetic:6",
-        "--batch-size", "16", "--no-dashboard", "--warmup-steps", "2"]
+TINY = [
+    "--backbone",
+    "iresnet_tiny",
+    "--embed-dim",
+    "16",
+    "--data",
+    "synthetic:6",
+    "--val",
+    "synthetic:6",
+    "--batch-size",
+    "16",
+    "--no-dashboard",
+    "--warmup-steps",
+    "2",
+]
 
 
 def train(*args):
@@ -82,13 +95,15 @@ def test_unknown_key_in_a_config_file_names_the_file_and_key(tmp_path):
 def test_sigterm_stops_gracefully_and_resume_logs_the_same_losses(tmp_path):
     common = [*TINY, "--steps", "10", "--eval-every", "0", "--checkpoint-every", "100"]
     full = tmp_path / "full"
-    assert train(*common[len(TINY):], "--run-dir", full).exit_code == 0
+    assert train(*common[len(TINY) :], "--run-dir", full).exit_code == 0
 
     split = tmp_path / "split"
     command = [sys.executable, "-m", "femb_cli.main", "train", *common, "--run-dir", str(split)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(losses(split) if (split / "metrics.jsonl").exists() else {}) < 3:
+    while (
+        time.monotonic() < deadline and len(losses(split) if (split / "metrics.jsonl").exists() else {}) < 3
+    ):
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
