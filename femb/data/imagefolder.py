@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from femb.data.faces import LabelledFaces
 from femb.data.transforms import (
     ImageLoadError,
     image_files,
     load_image,
-    normalize,
-    random_hflip,
     to_face_uint8,
 )
 
@@ -23,7 +21,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".t
 ON_ERROR_CHOICES = ("skip", "raise")
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(LabelledFaces):
     """Face images stored one folder per identity.
 
     ``classes`` are the identity folder names (those holding at least one image), sorted, so
@@ -132,17 +130,6 @@ class ImageFolderDataset(Dataset):
                     raise
                 self._mark_bad(candidate)
         raise ValueError(f"none of the {n} images in {self.root} can be read")
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if index < 0:
-            index += len(self.samples)
-        if not 0 <= index < len(self.samples):
-            raise IndexError(f"index {index} out of range for {len(self.samples)} images")
-        image, label = self.load_uint8(index)
-        image = normalize(image)
-        if self.train:
-            image = random_hflip(image)
-        return image, label
 
     def __repr__(self) -> str:
         return (

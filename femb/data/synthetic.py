@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
-from torch.utils.data import Dataset
 
-from femb.data.transforms import FACE_SIZE, normalize, random_hflip
+from femb.data.faces import LabelledFaces
+from femb.data.transforms import FACE_SIZE
 
 DEFAULT_NUM_IDENTITIES = 100
 DEFAULT_IMAGES_PER_IDENTITY = 20
@@ -346,7 +346,7 @@ def render_face(seed: int, identity: int, index: int) -> np.ndarray:
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-class SyntheticFaces(Dataset):
+class SyntheticFaces(LabelledFaces):
     """``num_identities × images_per_identity`` drawn faces; ``__getitem__ -> (3×112×112 tensor, label)``.
 
     Sample ``k`` is image ``k % images_per_identity`` of label ``k // images_per_identity``, and
@@ -413,17 +413,6 @@ class SyntheticFaces(Dataset):
         for index in range(len(self)):
             self.load_uint8(index)
         return self
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
-        image, label = self.load_uint8(index)
-        image = normalize(image)
-        if self.train:
-            image = random_hflip(image)
-        return image, label
 
     def __repr__(self) -> str:
         return (

@@ -37,7 +37,31 @@ class InferenceError(RuntimeError):
     """onnxruntime failed on a batch (wrong input size for a foreign model, out of memory, ...)."""
 
 
-class OnnxEmbedder:
+class BatchEmbedder:
+    """What both runtimes share: batching, flip and normalisation around ``_embed_batch``."""
+
+    batch_size: int
+    embed_dim: int
+
+    def _embed_batch(self, faces: torch.Tensor, flip: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, images: Any, normalize: bool = False, flip: bool = False) -> np.ndarray:
+        """Embeddings ``N×D`` (float32) of one image or many; ``flip`` adds the mirrored image's."""
+        chunks = [self._embed_batch(batch, flip) for batch in _face_batches(images, self.batch_size)]
+        if not chunks:
+            return np.zeros((0, self.embed_dim), dtype=np.float32)
+        out = np.concatenate(chunks)
+        if normalize:
+            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
+        """``embed_fn`` for :class:`femb.evaluation.VerificationEvaluator`: a float batch → raw embeddings."""
+        return self.embed(batch)
+
+
+class OnnxEmbedder(BatchEmbedder):
     """An onnxruntime session over a face-embedding model.
 
     ``provider``: ``auto`` (CUDA when it really works, else CPU; :attr:`note` says why not),
@@ -95,20 +119,6 @@ class OnnxEmbedder:
         )
 
     # ------------------------------------------------------------------ public
-    def embed(self, images: Any, normalize: bool = False, flip: bool = False) -> np.ndarray:
-        """Embeddings ``N×D`` (float32) of one image or many; ``flip`` adds the mirrored image's."""
-        chunks = [self._embed_batch(batch, flip) for batch in _face_batches(images, self.batch_size)]
-        if not chunks:
-            return np.zeros((0, self.embed_dim), dtype=np.float32)
-        out = np.concatenate(chunks)
-        if normalize:
-            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
-
-    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
-        """``embed_fn`` for :class:`femb.evaluation.VerificationEvaluator`: a float batch → raw embeddings."""
-        return self.embed(batch)
-
     def describe(self) -> str:
         kind = "uint8 NHWC" if self.preprocessing.dtype == "uint8" else f"{self.preprocessing.dtype} NCHW"
         return f"onnxruntime ({self.provider}), input {kind}"
@@ -166,7 +176,7 @@ class OnnxEmbedder:
         return np.asarray(out[:count], dtype=np.float32).reshape(count, -1)
 
 
-class TorchEmbedder:
+class TorchEmbedder(BatchEmbedder):
     """The same interface over a PyTorch backbone (a checkpoint or run directory)."""
 
     def __init__(
@@ -190,23 +200,12 @@ class TorchEmbedder:
         }
 
     @torch.no_grad()
-    def embed(self, images: Any, normalize: bool = False, flip: bool = False) -> np.ndarray:
-        chunks = []
-        for batch in _face_batches(images, self.batch_size):
-            batch = batch.to(self.device)
-            out = self.backbone(batch).float()
-            if flip:
-                out = out + self.backbone(torch.flip(batch, dims=[3])).float()
-            chunks.append(out.cpu().numpy())
-        if not chunks:
-            return np.zeros((0, self.embed_dim), dtype=np.float32)
-        out = np.concatenate(chunks)
-        if normalize:
-            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
-
-    def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
-        return self.embed(batch)
+    def _embed_batch(self, faces: torch.Tensor, flip: bool) -> np.ndarray:
+        faces = faces.to(self.device)
+        out = self.backbone(faces).float()
+        if flip:
+            out = out + self.backbone(torch.flip(faces, dims=[3])).float()
+        return out.cpu().numpy()
 
     def describe(self) -> str:
         return f"PyTorch ({self.device.type})"

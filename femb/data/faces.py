@@ -1,0 +1,29 @@
+"""The indexing shared by identity datasets (image folders, synthetic faces)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Dataset
+
+from femb.data.transforms import normalize, random_hflip
+
+
+class LabelledFaces(Dataset):
+    """``dataset[i] -> (image 3×112×112 float, label)``; subclasses provide ``load_uint8(i)`` and
+    ``__len__``, and set ``train`` (a random horizontal flip for training)."""
+
+    train: bool = False
+
+    def load_uint8(self, index: int) -> tuple[torch.Tensor, int]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        image, label = self.load_uint8(index)
+        image = normalize(image)
+        if self.train:
+            image = random_hflip(image)
+        return image, label
