@@ -157,6 +157,7 @@ def train_command(
     ] = None,
 ) -> None:
     """Train a face-embedding backbone with a margin head (default: the built-in synthetic faces)."""
+    from femb.training.devices import resolve_amp, resolve_device
     from femb.training.recipe import build_datasets, load_run_config, prepare_run_dir
 
     options = {
@@ -177,6 +178,8 @@ def train_command(
                 _merge(options, explicit, config), source=str(config or "options")
             )
             folder = None
+        # Device and precision are checked before anything is written.
+        resolve_amp(train_config.amp, resolve_device(train_config.device))
         datasets = build_datasets(train_config)
         folder = folder or prepare_run_dir(train_config)
     except ValueError as error:

@@ -50,6 +50,8 @@ def losses(run_dir):
         (["--head", "magface", "--m", "0.5"], "--m is not an option of head 'magface'"),
         (["--resume", "/no/such/run"], "--resume /no/such/run: no such run directory"),
         (["--config", "/no/such.toml"], "/no/such.toml: no such file"),
+        (["--amp", "fp16", "--device", "cpu"], "amp='fp16' needs a CUDA device"),
+        (["--amp", "fp8"], "amp='fp8' is not one of"),
     ],
 )
 def test_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, args, message):
