@@ -8,15 +8,7 @@ from typing import TextIO
 import typer
 
 from femb.training.events import Event
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+from femb_cli.dashboard.state import format_duration
 
 
 class ProgressPrinter:
