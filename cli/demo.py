@@ -21,7 +21,7 @@ from femb_cli.errors import fail
 
 # Sized for about 5 minutes end to end on a 2-core CPU (see the README for the measured time).
 DEMO_IDENTITIES = 100
-DEMO_STEPS = 150
+DEMO_STEPS = 120
 DEMO_VAL_IDENTITIES = 60
 
 
@@ -52,8 +52,8 @@ def demo_command(
     config = TrainConfig(
         data=f"synthetic:{identities}",
         steps=steps,
-        eval_every=max(1, steps // 4),
-        checkpoint_every=max(1, steps // 4),
+        eval_every=max(1, steps // 3),
+        checkpoint_every=max(1, steps // 3),
         head="cosface",
         s=30.0,
         m=0.3,
