@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -11,6 +10,7 @@ from torch import nn
 
 from femb import checkpoint as ckpt
 from femb.backbones import backbone_spec, build_backbone
+from femb.data.batches import face_batches
 
 
 class FaceEmbeddingModel(nn.Module):
@@ -112,19 +112,16 @@ class FaceEmbeddingModel(nn.Module):
         was_training = self.backbone.training
         self.backbone.eval()
         try:
-            chunks = [self._embed(batch.to(device), flip) for batch in _image_batches(data, batch_size)]
+            chunks = [
+                embed_batch(self.backbone, batch.to(device), flip).cpu()
+                for batch in face_batches(data, batch_size)
+            ]
         finally:
             self.backbone.train(was_training)
         if not chunks:
             raise ValueError("encode: the dataset is empty")
         out = torch.cat(chunks)
         return torch.nn.functional.normalize(out, dim=1) if normalize else out
-
-    def _embed(self, images: torch.Tensor, flip: bool) -> torch.Tensor:
-        out = self.backbone(images).float()
-        if flip:
-            out = out + self.backbone(torch.flip(images, dims=[3])).float()
-        return out.cpu()
 
     # ------------------------------------------------------------------ save / load
     def checkpoint_payload(
@@ -172,6 +169,14 @@ class FaceEmbeddingModel(nn.Module):
         return cls(backbone, header, loss)
 
 
+def embed_batch(backbone: nn.Module, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """Raw float32 embeddings of one batch; ``flip`` adds those of the mirrored images."""
+    out = backbone(images).float()
+    if flip:
+        out = out + backbone(torch.flip(images, dims=[3])).float()
+    return out
+
+
 def backbone_from_checkpoint(payload: dict) -> nn.Module:
     """The backbone of a loaded checkpoint, rebuilt by name and filled with its weights."""
     spec = payload["backbone"]
@@ -191,20 +196,3 @@ def load_backbone(source: str | os.PathLike) -> tuple[nn.Module, dict]:
     backbone = backbone_from_checkpoint(payload)
     backbone.eval()
     return backbone, payload
-
-
-def _image_batches(data, batch_size: int):
-    if isinstance(data, torch.Tensor):
-        if data.ndim == 3:
-            data = data.unsqueeze(0)
-        yield from data.split(batch_size)
-        return
-    batch: list[torch.Tensor] = []
-    for index in range(len(data)):
-        item = data[index]
-        batch.append(item[0] if isinstance(item, Sequence) and not isinstance(item, torch.Tensor) else item)
-        if len(batch) == batch_size:
-            yield torch.stack(batch)
-            batch = []
-    if batch:
-        yield torch.stack(batch)

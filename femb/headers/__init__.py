@@ -12,7 +12,7 @@ from femb.headers.combined import CombinedMarginHeader
 from femb.headers.cosface import CosFaceHeader
 from femb.headers.linear import LinearHeader
 from femb.headers.magface import MagFaceHeader
-from femb.headers.registry import build_header, header_spec, list_headers, register_header
+from femb.headers.registry import build_header, header_class, header_spec, list_headers, register_header
 from femb.headers.sphereface import SphereFaceHeader
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MarginHeader",
     "SphereFaceHeader",
     "build_header",
+    "header_class",
     "header_spec",
     "list_headers",
     "register_header",

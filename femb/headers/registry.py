@@ -23,11 +23,16 @@ def list_headers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_header(name: str, in_features: int, out_features: int, **kwargs) -> Header:
-    """Build the registered head ``name`` with ``out_features`` class centres of size ``in_features``."""
+def header_class(name: str) -> type[Header]:
+    """The class registered as ``name``; an unknown name lists the choices."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown header {name!r}; choices: {', '.join(list_headers())}")
-    return _REGISTRY[name](in_features, out_features, **kwargs)
+    return _REGISTRY[name]
+
+
+def build_header(name: str, in_features: int, out_features: int, **kwargs) -> Header:
+    """Build the registered head ``name`` with ``out_features`` class centres of size ``in_features``."""
+    return header_class(name)(in_features, out_features, **kwargs)
 
 
 def header_spec(header: Header) -> dict:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
+from femb.data.batches import face_batches
 from femb.export.metadata import Preprocessing
 from femb.inference.providers import CPU, ProviderChoice, select_provider, short_name
 
@@ -48,7 +47,7 @@ class BatchEmbedder:
 
     def embed(self, images: Any, normalize: bool = False, flip: bool = False) -> np.ndarray:
         """Embeddings ``N×D`` (float32) of one image or many; ``flip`` adds the mirrored image's."""
-        chunks = [self._embed_batch(batch, flip) for batch in _face_batches(images, self.batch_size)]
+        chunks = [self._embed_batch(batch, flip) for batch in face_batches(images, self.batch_size)]
         if not chunks:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         out = np.concatenate(chunks)
@@ -201,11 +200,9 @@ class TorchEmbedder(BatchEmbedder):
 
     @torch.no_grad()
     def _embed_batch(self, faces: torch.Tensor, flip: bool) -> np.ndarray:
-        faces = faces.to(self.device)
-        out = self.backbone(faces).float()
-        if flip:
-            out = out + self.backbone(torch.flip(faces, dims=[3])).float()
-        return out.cpu().numpy()
+        from femb.model import embed_batch
+
+        return embed_batch(self.backbone, faces.to(self.device), flip).cpu().numpy()
 
     def describe(self) -> str:
         return f"PyTorch ({self.device.type})"
@@ -274,92 +271,6 @@ def _ort_reason(error: BaseException) -> str:
         return "protobuf parsing failed"
     text = text.split(" : ")[-1] if "ONNXRuntimeError" in text else text
     return text[:200] or type(error).__name__
-
-
-def _iter_faces(images: Any) -> Iterator[torch.Tensor]:
-    """Each input image as a femb float ``3×112×112`` tensor."""
-    if isinstance(images, (str, os.PathLike, Image.Image)):
-        yield _one_face(images)
-        return
-    if isinstance(images, (torch.Tensor, np.ndarray)):
-        yield from _array_faces(images)
-        return
-    if not isinstance(images, Iterable) and hasattr(images, "__getitem__") and hasattr(images, "__len__"):
-        dataset = images  # a map-style Dataset
-        images = (dataset[index] for index in range(len(dataset)))
-    if isinstance(images, Iterable):
-        for item in images:
-            if isinstance(item, (torch.Tensor, np.ndarray)):
-                yield from _array_faces(item)
-            elif isinstance(item, (tuple, list)) and item and isinstance(item[0], (torch.Tensor, np.ndarray)):
-                yield from _array_faces(item[0])  # (image, label) from a dataset
-            else:
-                yield _one_face(item)
-        return
-    raise TypeError(f"cannot embed {type(images).__name__}: expected images, arrays, tensors or paths")
-
-
-def _one_face(item: Any) -> torch.Tensor:
-    from femb.data.transforms import load_image, to_face_tensor
-
-    if isinstance(item, (str, os.PathLike)):
-        return to_face_tensor(load_image(item))
-    if isinstance(item, Image.Image):
-        return to_face_tensor(item)
-    raise TypeError(f"cannot embed {type(item).__name__}: expected an image, an array, a tensor or a path")
-
-
-def _array_faces(array: torch.Tensor | np.ndarray) -> Iterator[torch.Tensor]:
-    from femb.data.transforms import normalize, to_face_tensor
-
-    tensor = array if isinstance(array, torch.Tensor) else torch.from_numpy(np.asarray(array))
-    if tensor.dtype == torch.uint8:
-        # uint8: H×W, H×W×3 (one image) or N×H×W×3 (a batch), RGB; CHW (femb caches) also accepted.
-        if tensor.ndim == 4 and tensor.shape[1] == 3 and tensor.shape[3] != 3:
-            yield from (
-                normalize(image)
-                if image.shape[1:] == (112, 112)
-                else to_face_tensor(image.permute(1, 2, 0).numpy())
-                for image in tensor
-            )
-        elif tensor.ndim == 4:
-            yield from (to_face_tensor(image.numpy()) for image in tensor)
-        elif tensor.ndim == 3 and tensor.shape[0] == 3 and tensor.shape[2] != 3:
-            yield to_face_tensor(tensor.permute(1, 2, 0).numpy())
-        elif tensor.ndim in (2, 3):
-            yield to_face_tensor(tensor.numpy())
-        else:
-            raise ValueError(
-                f"expected a uint8 image H×W×3 or a batch N×H×W×3, got shape {tuple(tensor.shape)}"
-            )
-        return
-    tensor = tensor.detach().to("cpu", torch.float32)
-    if tensor.ndim == 3 and tensor.shape[0] == 3:
-        yield tensor
-    elif tensor.ndim == 4 and tensor.shape[1] == 3:
-        yield from tensor
-    else:
-        raise ValueError(
-            f"expected a normalised float tensor 3×112×112 or N×3×112×112, got shape {tuple(tensor.shape)} "
-            "(uint8 H×W×3 arrays are accepted too)"
-        )
-
-
-def _face_batches(images: Any, batch_size: int) -> Iterator[torch.Tensor]:
-    """femb float batches of at most ``batch_size`` images; a float batch is split without copies."""
-    if isinstance(images, (torch.Tensor, np.ndarray)) and images.dtype not in (np.uint8, torch.uint8):
-        tensor = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
-        if tensor.ndim == 4 and tensor.shape[1] == 3:
-            yield from tensor.detach().to("cpu", torch.float32).split(batch_size)
-            return
-    batch: list[torch.Tensor] = []
-    for face in _iter_faces(images):
-        batch.append(face)
-        if len(batch) == batch_size:
-            yield torch.stack(batch)
-            batch = []
-    if batch:
-        yield torch.stack(batch)
 
 
 __all__ = [

@@ -10,10 +10,11 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
+from femb.headers import list_headers
+
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "multistep", "poly", "constant")
 AMP_MODES = ("none", "bf16", "fp16", "auto")
-HEADS = ("linear", "sphereface", "cosface", "arcface", "magface", "combined")
 
 
 @dataclass
@@ -87,7 +88,7 @@ class TrainConfig:
         choice("optimizer", OPTIMIZERS)
         choice("scheduler", SCHEDULERS)
         choice("amp", AMP_MODES)
-        choice("head", HEADS)
+        choice("head", tuple(list_headers()))  # the registry, so a registered head is accepted
         for name in ("batch_size", "embed_dim"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{source}: {name} must be positive, got {getattr(self, name)}")

@@ -377,24 +377,22 @@ class Trainer:
         return loss.detach(), embeddings.detach()
 
     def _handle_requests(self) -> bool:
-        """Act on control requests between steps; True means stop now."""
-        requests = self.control.poll()
+        """Act on control requests between steps (waiting while paused); True means stop now."""
+        self._act_on(self.control.poll())
+        if self.control.paused and not self.control.stop_requested:
+            self.emit("pause", paused=True, step=self.step)
+            while self.control.paused and not self.control.stop_requested:
+                time.sleep(0.05)
+                self._act_on(self.control.poll())
+            self.emit("pause", paused=False, step=self.step)
+            self._tick = time.perf_counter()  # the pause is not training time
+        return self.control.stop_requested
+
+    def _act_on(self, requests) -> None:
         if requests.checkpoint:
             self.save("manual")
         if requests.evaluate:
             self.evaluate()
-        if self.control.paused and not requests.stop:
-            self.emit("pause", paused=True, step=self.step)
-            while self.control.paused and not self.control.stop_requested:
-                time.sleep(0.05)
-                requests = self.control.poll()
-                if requests.checkpoint:
-                    self.save("manual")
-                if requests.evaluate:
-                    self.evaluate()
-            self.emit("pause", paused=False, step=self.step)
-            self._tick = time.perf_counter()
-        return self.control.stop_requested
 
     def _start_event(self) -> None:
         num_parameters = sum(p.numel() for p in self.model.backbone.parameters())
