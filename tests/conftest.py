@@ -24,3 +24,26 @@ def orl_dataset(orl_root: Path):
     from femb.data import ImageFolderDataset
 
     return ImageFolderDataset(orl_root, cache=True)
+
+
+@pytest.fixture
+def tiny_train_command() -> list[str]:
+    """`femb train` in a subprocess, on a net and a data set small enough to take seconds."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "femb_cli.main",
+        "train",
+        "--backbone",
+        "iresnet_tiny",
+        "--embed-dim",
+        "16",
+        "--data",
+        "synthetic:6",
+        "--val",
+        "synthetic:4",
+        "--batch-size",
+        "16",
+    ]

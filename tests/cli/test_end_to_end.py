@@ -3,7 +3,6 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 
 from typer.testing import CliRunner
@@ -80,23 +79,10 @@ def test_train_export_verify_on_orl(tmp_path, orl_root):
     assert 0.6 < summary["accuracy"] <= 1.0  # 30 steps on ORL's own people: well above chance
 
 
-def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path):
+def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path, tiny_train_command):
     run_dir = tmp_path / "run"
     command = [
-        sys.executable,
-        "-m",
-        "femb_cli.main",
-        "train",
-        "--backbone",
-        "iresnet_tiny",
-        "--embed-dim",
-        "16",
-        "--data",
-        "synthetic:6",
-        "--val",
-        "synthetic:4",
-        "--batch-size",
-        "16",
+        *tiny_train_command,
         "--steps",
         "12",
         "--eval-every",

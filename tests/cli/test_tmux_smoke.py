@@ -2,7 +2,6 @@
 
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,25 +25,13 @@ def wait_for(predicate, timeout: float = 90.0) -> bool:
     return False
 
 
-def test_dashboard_in_tmux_stops_on_q_with_a_checkpoint(tmp_path):
+def test_dashboard_in_tmux_stops_on_q_with_a_checkpoint(tmp_path, tiny_train_command):
     session = f"femb-smoke-{tmp_path.name}"[:50]
     run_dir = tmp_path / "run"
     exit_file = tmp_path / "exit"
-    femb = [sys.executable, "-m", "femb_cli.main"]
     command = " ".join(
         [
-            *femb,
-            "train",
-            "--backbone",
-            "iresnet_tiny",
-            "--embed-dim",
-            "16",
-            "--data",
-            "synthetic:6",
-            "--val",
-            "synthetic:4",
-            "--batch-size",
-            "16",
+            *tiny_train_command,
             "--steps",
             "2000",
             "--eval-every",
