@@ -546,12 +546,14 @@ class Trainer:
                 close()
 
     def _projector(self, limit: int = 256) -> None:
-        count = min(limit, len(self.val_dataset))
-        items = [self.val_dataset[i] for i in range(count)]
-        if not items or not isinstance(items[0], (tuple, list)):
+        # A pairs set (a .bin) has unique images without identities; a labelled set has both.
+        source = getattr(self.val_dataset, "images", self.val_dataset)
+        items = [source[i] for i in range(min(limit, len(source)))]
+        if not items:
             return
-        images = torch.stack([item[0] for item in items])
-        labels = [item[1] for item in items]
+        labelled = isinstance(items[0], (tuple, list))
+        images = torch.stack([item[0] if labelled else item for item in items])
+        labels = [item[1] for item in items] if labelled else None
         self.model.backbone.eval()
         try:
             embeddings = torch.cat([self._embed(chunk).cpu() for chunk in images.split(self.eval_batch_size)])

@@ -39,7 +39,7 @@ class TensorBoardSink:
         # Thumbnails back to [0, 1] for the projector's sprite.
         self.writer.add_embedding(
             embeddings,
-            metadata=[str(int(v)) for v in labels],
+            metadata=None if labels is None else [str(int(v)) for v in labels],
             label_img=(images * 0.5 + 0.5).clamp(0, 1),
             global_step=step,
         )

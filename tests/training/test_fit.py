@@ -174,3 +174,20 @@ def test_misuse_errors(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             model.fit(make_data(), device="cuda", max_training_steps=1)
+
+
+def test_tensorboard_projector_with_a_pairs_validation_set(tmp_path):
+    from femb.data import SyntheticFaces, pairs_from_labelled
+    from femb.evaluation import VerificationEvaluator
+
+    pairs = pairs_from_labelled(SyntheticFaces(num_identities=4, images_per_identity=4), num_pairs=16, seed=0)
+    run(
+        make_model(),
+        make_data(),
+        tmp_path,
+        max_training_steps=2,
+        tensorboard=True,
+        evaluator=VerificationEvaluator(n_folds=2),
+        val_dataset=pairs,
+    )
+    assert (tmp_path / "run" / "tensorboard" / "projector_config.pbtxt").is_file()
