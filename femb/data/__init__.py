@@ -1,8 +1,9 @@
-"""Datasets and image transforms: identity folders, synthetic faces, verification pairs.
+"""Datasets and image transforms: identity folders, RecordIO sets, synthetic faces, verification pairs.
 
 Every image leaves this package as a float32 ``3×112×112`` RGB tensor, ``(x - 127.5) / 127.5``.
 """
 
+from femb.data.errors import DataFormatError
 from femb.data.imagefolder import IMAGE_EXTENSIONS, ImageFolderDataset
 from femb.data.pairs import (
     PairsDataset,
@@ -11,6 +12,13 @@ from femb.data.pairs import (
     load_lfw_pairs,
     load_pairs_csv,
     pairs_from_labelled,
+)
+from femb.data.recordio import IndexedRecordWriter, RecordIOWriter, pack_record, unpack_record
+from femb.data.recordio_dataset import (
+    PackSummary,
+    RecordIODataset,
+    open_training_dataset,
+    pack_image_folder,
 )
 from femb.data.synthetic import SyntheticFaces, is_synthetic_spec, render_face, synthetic_from_spec
 from femb.data.transforms import (
@@ -38,10 +46,15 @@ __all__ = [
     "FACE_SIZE",
     "IMAGE_EXTENSIONS",
     "BytesImages",
+    "DataFormatError",
     "ImageFolderDataset",
     "ImageLoadError",
+    "IndexedRecordWriter",
+    "PackSummary",
     "PairsDataset",
     "PathImages",
+    "RecordIODataset",
+    "RecordIOWriter",
     "SubsetImages",
     "SyntheticFaces",
     "UnsafePickleError",
@@ -55,12 +68,16 @@ __all__ = [
     "load_pairs_csv",
     "load_verification_bin",
     "normalize",
+    "open_training_dataset",
+    "pack_image_folder",
+    "pack_record",
     "pairs_from_labelled",
     "random_hflip",
     "render_face",
     "synthetic_from_spec",
     "to_face_tensor",
     "to_face_uint8",
+    "unpack_record",
     "write_pairs_dataset_bin",
     "write_verification_bin",
 ]

@@ -10,9 +10,18 @@ from femb.data.transforms import normalize, random_hflip
 
 class LabelledFaces(Dataset):
     """``dataset[i] -> (image 3×112×112 float, label)``; subclasses provide ``load_uint8(i)`` and
-    ``__len__``, and set ``train`` (a random horizontal flip for training)."""
+    ``__len__``, and set ``classes``, ``labels`` and ``train`` (a random horizontal flip for training)."""
 
     train: bool = False
+    # Declared here, once, for every identity dataset (training code and pair builders rely on them).
+    classes: list[str]
+    """Identity names; ``classes[label]`` names the identity of ``label``."""
+    labels: list[int]
+    """The label of every image, in index order (``0 <= label < num_classes``)."""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
     def load_uint8(self, index: int) -> tuple[torch.Tensor, int]:
         raise NotImplementedError
