@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from torch import nn
@@ -19,8 +20,14 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_backbone(backbone: str, embed_dim: int = 512, **kwargs) -> nn.Module:
-    """Build a registered backbone; its input is N×3×112×112, its output the raw N×embed_dim embedding."""
+def build_backbone(
+    backbone: str, embed_dim: int = 512, weights: str | os.PathLike | None = None, **kwargs
+) -> nn.Module:
+    """Build a registered backbone; its input is N×3×112×112, its output the raw N×embed_dim embedding.
+
+    ``weights``: a file or run directory to start from (arcface_torch, MagFace or femb; see
+    :mod:`femb.backbones.weights`), loaded strictly; ``model.femb_weights`` then says where from.
+    """
     if backbone not in _REGISTRY:
         raise ValueError(f"unknown backbone {backbone!r}; choices: {', '.join(list_backbones())}")
     if int(embed_dim) <= 0:
@@ -28,6 +35,10 @@ def build_backbone(backbone: str, embed_dim: int = 512, **kwargs) -> nn.Module:
     model = _REGISTRY[backbone](embed_dim=int(embed_dim), **kwargs)
     # Recorded so that a checkpoint can rebuild the same network without pickling code.
     model.femb_spec = {"name": backbone, "kwargs": {"embed_dim": int(embed_dim), **kwargs}}
+    if weights is not None:
+        from femb.backbones.weights import load_weights_into
+
+        model.femb_weights = load_weights_into(model, weights).describe()
     return model
 
 
