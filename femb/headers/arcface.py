@@ -5,7 +5,14 @@ from __future__ import annotations
 from torch import Tensor
 
 from femb.headers.base import MarginHeader, additive_angular_margin
+from femb.headers.options import HeadOption, angular_margin_option, scale_option
 from femb.headers.registry import register_header
+
+SCALE = scale_option()
+MARGIN = angular_margin_option(0.5)
+EASY_MARGIN = HeadOption(
+    "easy_margin", bool, False, "apply the margin only where cosθ_y > 0 (the target then jumps at 90°)"
+)
 
 
 @register_header
@@ -20,22 +27,20 @@ class ArcFaceHeader(MarginHeader):
     """
 
     name = "arcface"
+    options = (SCALE, MARGIN, EASY_MARGIN)
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        s: float = 64.0,
-        m: float = 0.5,
-        easy_margin: bool = False,
+        s: float = SCALE.default,
+        m: float = MARGIN.default,
+        easy_margin: bool = EASY_MARGIN.default,
         normalize_weight_in_place: bool = True,
     ) -> None:
-        super().__init__(in_features, out_features, s=s, normalize_weight_in_place=normalize_weight_in_place)
-        self.m = float(m)
-        self.easy_margin = bool(easy_margin)
+        super().__init__(
+            in_features, out_features, normalize_weight_in_place, s=s, m=m, easy_margin=easy_margin
+        )
 
-    def hparams(self) -> dict[str, int | float | bool | str]:
-        return {**super().hparams(), "s": self.s, "m": self.m, "easy_margin": self.easy_margin}
-
-    def margin(self, cos_target: Tensor, norms: Tensor) -> Tensor:
+    def margin(self, cos_target: Tensor, norms: Tensor, valid: Tensor) -> Tensor:
         return additive_angular_margin(cos_target, self.m, self.easy_margin)

@@ -36,10 +36,13 @@ call ``acos`` on an unclamped cosine, so losses and gradients stay finite at cos
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from femb.headers.options import HeadOption, OptionValue
 
 # F.normalize's default; also used for the in-place renormalisation so both give identical centres.
 NORM_EPS = 1e-12
@@ -50,16 +53,21 @@ ACOS_EPS = 1e-6
 
 
 class Header(nn.Module):
-    """A classification head: class centres ``weight`` (``out_features × in_features``).
+    """A classification head: class centres ``weight`` (``out_features·centres_per_class × in_features``).
 
-    Subclasses set the class attribute ``name`` (their registry name) and extend
-    :meth:`hparams` with their own constructor arguments, so that :func:`femb.headers.header_spec`
-    can rebuild them.
+    Subclasses set the class attribute ``name`` (their registry name) and declare their
+    hyper-parameters once in ``options``; the constructor passes its option arguments on to
+    ``Header.__init__``, which checks each against its declaration (type and range) and stores it
+    as an attribute of the same name. :meth:`hparams` lists them, so that
+    :func:`femb.headers.header_spec` can rebuild the head.
     """
 
     name: str = ""
+    options: tuple[HeadOption, ...] = ()
+    # Rows of `weight` per class: 1, except for heads with several centres per class (sub-centres).
+    centres_per_class: int = 1
 
-    def __init__(self, in_features: int, out_features: int) -> None:
+    def __init__(self, in_features: int, out_features: int, **options: Any) -> None:
         super().__init__()
         if int(in_features) <= 0 or int(out_features) <= 0:
             raise ValueError(
@@ -67,11 +75,24 @@ class Header(nn.Module):
             )
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
+        for option in self.options:
+            try:
+                value = option.parse(options.pop(option.name, option.default))
+            except ValueError as error:
+                raise ValueError(f"head {self.name!r}: {error}") from None
+            setattr(self, option.name, value)
+        if options:
+            known = ", ".join(option.name for option in self.options) or "none"
+            raise TypeError(
+                f"head {self.name!r} takes no option {sorted(options)[0]!r} (its options: {known})"
+            )
+        rows = self.out_features * int(self.centres_per_class)
+        self.weight = nn.Parameter(torch.empty(rows, self.in_features))
 
-    def hparams(self) -> dict[str, int | float | bool | str]:
+    def hparams(self) -> dict[str, OptionValue]:
         """Constructor arguments that rebuild this head (numbers, bools and strings only)."""
-        return {"in_features": self.in_features, "out_features": self.out_features}
+        declared = {option.name: getattr(self, option.name) for option in self.options}
+        return {"in_features": self.in_features, "out_features": self.out_features, **declared}
 
     def extra_loss(self, embeddings: Tensor) -> Tensor | None:
         """An extra, already weighted, scalar term for the loss; ``None`` when the method has none."""
@@ -84,15 +105,24 @@ class Header(nn.Module):
 class MarginHeader(Header):
     """Cosine logits with a per-method margin on the target logit; see the module docstring.
 
-    Subclasses override :meth:`margin` (and :meth:`logit_scale` when the scale is not ``s``).
-    Rows labelled ``-1`` (their class is held by another shard) get no margin.
+    Hooks, each a no-op here, in the order :meth:`forward` calls them:
+
+    - :meth:`class_logits`: scaled cosines of each class (sub-centres take the max here);
+    - :meth:`update_statistics`: training mode only, *before* the margin, for EMA buffers;
+    - :meth:`margin`: the new target logit (before scaling), the one hook most heads override;
+    - :meth:`non_target_logits`: for the rare head that also changes other classes' logits;
+    - :meth:`logit_scale`: when the scale is not ``s``.
+
+    :meth:`sum_over_shards` is where a class-sharded wrapper reduces statistics of the targets.
+
+    Rows labelled ``-1`` (their class is held by another shard) get no margin, and no change to
+    their other logits either.
     """
 
     def __init__(
-        self, in_features: int, out_features: int, s: float = 64.0, normalize_weight_in_place: bool = True
+        self, in_features: int, out_features: int, normalize_weight_in_place: bool = True, **options: Any
     ) -> None:
-        super().__init__(in_features, out_features)
-        self.s = float(s)
+        super().__init__(in_features, out_features, **options)
         self.normalize_weight_in_place = bool(normalize_weight_in_place)
         # (storage, version) of `weight` when it was last renormalised; skipped while unchanged, so
         # two forwards before one backward (or activation checkpointing) never write a saved tensor.
@@ -101,16 +131,42 @@ class MarginHeader(Header):
         with torch.no_grad():
             self.weight.div_(torch.linalg.vector_norm(self.weight, dim=1, keepdim=True))
 
-    def hparams(self) -> dict[str, int | float | bool | str]:
+    def hparams(self) -> dict[str, OptionValue]:
         return {**super().hparams(), "normalize_weight_in_place": self.normalize_weight_in_place}
 
-    def margin(self, cos_target: Tensor, norms: Tensor) -> Tensor:
-        """The new target logit before scaling, from ``cosθ_y`` and ‖x‖ (both of shape ``N``)."""
+    def margin(self, cos_target: Tensor, norms: Tensor, valid: Tensor) -> Tensor:
+        """The new target logit before scaling, from ``cosθ_y`` and ‖x‖ (all three of shape ``N``).
+
+        ``valid`` marks the rows whose result is used (label ≥ 0); the others are discarded.
+        """
         return cos_target
 
     def logit_scale(self, norms: Tensor) -> float | Tensor:
         """What multiplies every logit: ``s`` (a float) or one value per row (shape ``N``)."""
         return self.s
+
+    def class_logits(self, scaled_embeddings: Tensor) -> Tensor:
+        """``N × out_features`` scaled cosines from the scaled unit embeddings (``N × D``)."""
+        return F.linear(scaled_embeddings, self.unit_centres())
+
+    def update_statistics(self, cos_target: Tensor, norms: Tensor, valid: Tensor) -> None:
+        """Update the head's running statistics (detached inputs); called in training mode only."""
+
+    def non_target_logits(
+        self, logits: Tensor, cos_target: Tensor, valid: Tensor, scale: float | Tensor
+    ) -> Tensor:
+        """The logits with non-target entries changed (out of place); the target column is overwritten."""
+        return logits
+
+    def sum_over_shards(self, tensor: Tensor) -> Tensor:
+        """``tensor`` summed over the shards of a class-sharded head: here, one shard, the identity.
+
+        :class:`femb.training.sharded_head.ShardedMarginLoss` replaces it during a forward with an
+        all-reduce (no gradient). A head whose statistics come from the *target* cosines (which
+        are spread over the shards) sums its partial quantities through it, so that its buffers
+        stay identical on every rank.
+        """
+        return tensor
 
     def unit_centres(self) -> Tensor:
         """The class centres with unit rows, as float32 (in training, ``weight`` renormalised in place)."""
@@ -132,9 +188,10 @@ class MarginHeader(Header):
             scale = self.logit_scale(norms)
             # x̂·scale: the scale goes on the N×D side of the matmul, so no N×C pass multiplies logits.
             row_factor = scale / norms.clamp_min(NORM_EPS)
-            logits = F.linear(x * row_factor.unsqueeze(1), self.unit_centres())
+            logits = self.class_logits(x * row_factor.unsqueeze(1))
 
             rows = torch.arange(logits.shape[0], device=logits.device)
+            valid = labels >= 0
             columns = labels.long().clamp_min(0)  # column 0 only as a placeholder for label -1
             # Advanced indexing (unlike gather) saves no reference to `logits` for the backward, so
             # the target can be written back in place below: no N×C copy in the forward.
@@ -143,9 +200,21 @@ class MarginHeader(Header):
             # cosines are merely scaled, and a rounding ulp past ±1 does them no harm.
             divisor = scale.clamp_min(NORM_EPS) if isinstance(scale, Tensor) else scale
             cos_target = (scaled_target / divisor).clamp(-1.0, 1.0)
-            target = torch.where(labels >= 0, self.margin(cos_target, norms) * scale, scaled_target)
+            if self.training:
+                with torch.no_grad():
+                    self.update_statistics(cos_target.detach(), norms.detach(), valid)
+            target = torch.where(valid, self.margin(cos_target, norms, valid) * scale, scaled_target)
+            logits = self.non_target_logits(logits, cos_target, valid, scale)
             logits.index_put_((rows, columns), target)
         return logits
+
+
+def ema(running: Tensor, batch: Tensor, alpha: float, count: Tensor, needed: int = 1) -> Tensor:
+    """``alpha·batch + (1 − alpha)·running`` where the batch had at least ``needed`` values, else ``running``.
+
+    Written with ``torch.where`` (no ``if`` on a device tensor, so no host sync per step).
+    """
+    return torch.where(count >= needed, alpha * batch + (1.0 - alpha) * running, running)
 
 
 def sin_from_cos(cos: Tensor) -> Tensor:
@@ -210,6 +279,7 @@ __all__ = [
     "MarginHeader",
     "additive_angular_margin",
     "cos_plus",
+    "ema",
     "monotonic_cos",
     "safe_acos",
     "sin_from_cos",

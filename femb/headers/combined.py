@@ -8,7 +8,16 @@ import torch
 from torch import Tensor
 
 from femb.headers.base import MarginHeader, cos_plus, monotonic_cos, safe_acos
+from femb.headers.options import HeadOption, scale_option
 from femb.headers.registry import register_header
+
+SCALE = scale_option()
+# m1 > 0 keeps m1·θ increasing in θ; 4 is SphereFace's multiplicative margin, the largest in use.
+M1 = HeadOption(
+    "m1", float, 1.0, "multiplicative angular margin: cos(m1·θ_y + m2)", low=0.0, high=4.0, low_open=True
+)
+M2 = HeadOption("m2", float, 0.3, "additive angular margin in radians", low=0.0, high=math.pi / 2)
+M3 = HeadOption("m3", float, 0.2, "additive cosine margin: cos(m1·θ_y + m2) − m3", low=0.0, high=1.0)
 
 
 @register_header
@@ -24,26 +33,21 @@ class CombinedMarginHeader(MarginHeader):
     """
 
     name = "combined"
+    options = (SCALE, M1, M2, M3)
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        s: float = 64.0,
-        m1: float = 1.0,
-        m2: float = 0.3,
-        m3: float = 0.2,
+        s: float = SCALE.default,
+        m1: float = M1.default,
+        m2: float = M2.default,
+        m3: float = M3.default,
         normalize_weight_in_place: bool = True,
     ) -> None:
-        super().__init__(in_features, out_features, s=s, normalize_weight_in_place=normalize_weight_in_place)
-        if m1 <= 0:
-            raise ValueError(f"m1 must be positive (θ must stay increasing), got {m1}")
-        self.m1, self.m2, self.m3 = float(m1), float(m2), float(m3)
+        super().__init__(in_features, out_features, normalize_weight_in_place, s=s, m1=m1, m2=m2, m3=m3)
 
-    def hparams(self) -> dict[str, int | float | bool | str]:
-        return {**super().hparams(), "s": self.s, "m1": self.m1, "m2": self.m2, "m3": self.m3}
-
-    def margin(self, cos_target: Tensor, norms: Tensor) -> Tensor:
+    def margin(self, cos_target: Tensor, norms: Tensor, valid: Tensor) -> Tensor:
         with torch.no_grad():
             k = torch.floor((self.m1 * torch.acos(cos_target) + self.m2) / math.pi)
         if self.m1 == 1.0:

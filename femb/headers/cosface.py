@@ -5,7 +5,11 @@ from __future__ import annotations
 from torch import Tensor
 
 from femb.headers.base import MarginHeader
+from femb.headers.options import HeadOption, scale_option
 from femb.headers.registry import register_header
+
+SCALE = scale_option()
+MARGIN = HeadOption("m", float, 0.35, "additive cosine margin: cosθ_y − m", low=0.0, high=1.0)
 
 
 @register_header
@@ -13,20 +17,17 @@ class CosFaceHeader(MarginHeader):
     """s·(cosθ_y − m); others s·cosθ_j. Defaults s=64, m=0.35 (the paper's)."""
 
     name = "cosface"
+    options = (SCALE, MARGIN)
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        s: float = 64.0,
-        m: float = 0.35,
+        s: float = SCALE.default,
+        m: float = MARGIN.default,
         normalize_weight_in_place: bool = True,
     ) -> None:
-        super().__init__(in_features, out_features, s=s, normalize_weight_in_place=normalize_weight_in_place)
-        self.m = float(m)
+        super().__init__(in_features, out_features, normalize_weight_in_place, s=s, m=m)
 
-    def hparams(self) -> dict[str, int | float | bool | str]:
-        return {**super().hparams(), "s": self.s, "m": self.m}
-
-    def margin(self, cos_target: Tensor, norms: Tensor) -> Tensor:
+    def margin(self, cos_target: Tensor, norms: Tensor, valid: Tensor) -> Tensor:
         return cos_target - self.m

@@ -9,7 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from femb.headers.base import Header
+from femb.headers.options import HeadOption
 from femb.headers.registry import register_header
+
+BIAS = HeadOption("bias", bool, False, "add a learned bias per class")
 
 
 @register_header
@@ -17,17 +20,19 @@ class LinearHeader(Header):
     """``x @ weight.T`` (+ ``bias``), computed in float32 like every head; ``labels`` are unused."""
 
     name = "linear"
+    options = (BIAS,)
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
-        super().__init__(in_features, out_features)
-        self.bias = nn.Parameter(torch.empty(self.out_features)) if bias else None
+    def __init__(self, in_features: int, out_features: int, bias: bool = BIAS.default) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        # The option's name is nn.Linear's, so the checked bool is replaced by the parameter itself.
+        self.bias = nn.Parameter(torch.empty(self.out_features)) if self.bias else None
         # nn.Linear's initialisation.
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.in_features)
             nn.init.uniform_(self.bias, -bound, bound)
 
-    def hparams(self) -> dict[str, int | float | bool | str]:
+    def hparams(self) -> dict[str, bool | int | float | str]:
         return {**super().hparams(), "bias": self.bias is not None}
 
     def forward(self, embeddings: Tensor, labels: Tensor | None = None) -> Tensor:

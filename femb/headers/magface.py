@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import torch
 from torch import Tensor
 
+from femb.headers.arcface import EASY_MARGIN
 from femb.headers.base import MarginHeader, additive_angular_margin
+from femb.headers.options import HeadOption, scale_option
 from femb.headers.registry import register_header
+
+SCALE = scale_option()
+L_A = HeadOption("l_a", float, 10.0, "lower bound of the feature norm a", low=0.0, low_open=True)
+U_A = HeadOption("u_a", float, 110.0, "upper bound of the feature norm a (above l_a)", low=0.0, low_open=True)
+L_M = HeadOption("l_m", float, 0.45, "margin at a = l_a, radians", low=0.0, high=math.pi / 2)
+U_M = HeadOption("u_m", float, 0.8, "margin at a = u_a, radians", low=0.0, high=math.pi / 2)
+LAMBDA_G = HeadOption(
+    "lambda_g", float, 20.0, "weight of the norm regulariser g(a) in the loss (run scripts: 35)", low=0.0
+)
+# Easy margin is on in the official code (ArcFace's option, with MagFace's default).
+MAG_EASY_MARGIN = dataclasses.replace(EASY_MARGIN, default=True)
 
 
 @register_header
@@ -21,39 +37,35 @@ class MagFaceHeader(MarginHeader):
     """
 
     name = "magface"
+    options = (SCALE, L_A, U_A, L_M, U_M, LAMBDA_G, MAG_EASY_MARGIN)
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        s: float = 64.0,
-        l_a: float = 10.0,
-        u_a: float = 110.0,
-        l_m: float = 0.45,
-        u_m: float = 0.8,
-        lambda_g: float = 20.0,
-        easy_margin: bool = True,
+        s: float = SCALE.default,
+        l_a: float = L_A.default,
+        u_a: float = U_A.default,
+        l_m: float = L_M.default,
+        u_m: float = U_M.default,
+        lambda_g: float = LAMBDA_G.default,
+        easy_margin: bool = MAG_EASY_MARGIN.default,
         normalize_weight_in_place: bool = True,
     ) -> None:
-        super().__init__(in_features, out_features, s=s, normalize_weight_in_place=normalize_weight_in_place)
-        if not 0 < l_a < u_a:
-            raise ValueError(f"MagFace needs 0 < l_a < u_a, got l_a={l_a}, u_a={u_a}")
-        self.l_a, self.u_a = float(l_a), float(u_a)
-        self.l_m, self.u_m = float(l_m), float(u_m)
-        self.lambda_g = float(lambda_g)
-        self.easy_margin = bool(easy_margin)
-
-    def hparams(self) -> dict[str, int | float | bool | str]:
-        return {
-            **super().hparams(),
-            "s": self.s,
-            "l_a": self.l_a,
-            "u_a": self.u_a,
-            "l_m": self.l_m,
-            "u_m": self.u_m,
-            "lambda_g": self.lambda_g,
-            "easy_margin": self.easy_margin,
-        }
+        super().__init__(
+            in_features,
+            out_features,
+            normalize_weight_in_place,
+            s=s,
+            l_a=l_a,
+            u_a=u_a,
+            l_m=l_m,
+            u_m=u_m,
+            lambda_g=lambda_g,
+            easy_margin=easy_margin,
+        )
+        if not self.l_a < self.u_a:
+            raise ValueError(f"head 'magface' needs l_a < u_a, got l_a={l_a}, u_a={u_a}")
 
     def clamped_norm(self, norms: Tensor) -> Tensor:
         return norms.clamp(self.l_a, self.u_a)
@@ -62,7 +74,7 @@ class MagFaceHeader(MarginHeader):
         """m(a) = (u_m − l_m)/(u_a − l_a)·(a − l_a) + l_m."""
         return (self.u_m - self.l_m) / (self.u_a - self.l_a) * (a - self.l_a) + self.l_m
 
-    def margin(self, cos_target: Tensor, norms: Tensor) -> Tensor:
+    def margin(self, cos_target: Tensor, norms: Tensor, valid: Tensor) -> Tensor:
         return additive_angular_margin(cos_target, self.margin_of(self.clamped_norm(norms)), self.easy_margin)
 
     def extra_loss(self, embeddings: Tensor) -> Tensor:

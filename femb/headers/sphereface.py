@@ -8,7 +8,14 @@ import torch
 from torch import Tensor
 
 from femb.headers.base import MarginHeader, monotonic_cos
+from femb.headers.options import HeadOption
 from femb.headers.registry import register_header
+
+MARGIN = HeadOption("m", int, 4, "multiplicative angular margin: ψ(m·θ_y)", low=1, high=8)
+BASE = HeadOption("base", float, 1000.0, "λ at step 0 (λ blends cosθ_y into the target)", low=0.0)
+GAMMA = HeadOption("gamma", float, 0.12, "λ = base·(1 + gamma·iter)^(−power)", low=0.0)
+POWER = HeadOption("power", float, 1.0, "exponent of λ's decay", low=0.0)
+LAMBDA_MIN = HeadOption("lambda_min", float, 5.0, "floor of λ", low=0.0)
 
 
 def chebyshev_cos_multiple(cos: Tensor, m: int) -> Tensor:
@@ -30,43 +37,38 @@ class SphereFaceHeader(MarginHeader):
     """
 
     name = "sphereface"
+    # No `s`: the scale is ‖x‖.
+    options = (MARGIN, BASE, GAMMA, POWER, LAMBDA_MIN)
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        m: int = 4,
-        base: float = 1000.0,
-        gamma: float = 0.12,
-        power: float = 1.0,
-        lambda_min: float = 5.0,
+        m: int = MARGIN.default,
+        base: float = BASE.default,
+        gamma: float = GAMMA.default,
+        power: float = POWER.default,
+        lambda_min: float = LAMBDA_MIN.default,
         normalize_weight_in_place: bool = True,
     ) -> None:
-        super().__init__(in_features, out_features, normalize_weight_in_place=normalize_weight_in_place)
-        if int(m) != m or m < 1:
-            raise ValueError(f"SphereFace's m must be a positive integer, got {m}")
-        self.m = int(m)
-        self.base, self.gamma, self.power = float(base), float(gamma), float(power)
-        self.lambda_min = float(lambda_min)
+        super().__init__(
+            in_features,
+            out_features,
+            normalize_weight_in_place,
+            m=m,
+            base=base,
+            gamma=gamma,
+            power=power,
+            lambda_min=lambda_min,
+        )
         self.register_buffer("iter", torch.zeros((), dtype=torch.long))
-
-    def hparams(self) -> dict[str, int | float | bool | str]:
-        # `s` is never used (the scale is ‖x‖), so it is not part of the spec.
-        return {
-            **super().hparams(),
-            "m": self.m,
-            "base": self.base,
-            "gamma": self.gamma,
-            "power": self.power,
-            "lambda_min": self.lambda_min,
-        }
 
     def current_lambda(self) -> Tensor:
         """λ at the current ``iter``, as a 0-d float32 tensor (no host sync on an accelerator)."""
         annealed = self.base * (1.0 + self.gamma * self.iter.float()) ** (-self.power)
         return annealed.clamp_min(self.lambda_min)
 
-    def margin(self, cos_target: Tensor, norms: Tensor) -> Tensor:
+    def margin(self, cos_target: Tensor, norms: Tensor, valid: Tensor) -> Tensor:
         with torch.no_grad():
             theta = torch.acos(cos_target.clamp(-1.0, 1.0))
             k = torch.floor(self.m * theta / math.pi).clamp_(0, self.m - 1)

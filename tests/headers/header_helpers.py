@@ -6,10 +6,11 @@ import math
 
 import torch
 
-from femb.headers import build_header
+from femb.headers import MarginHeader, build_header, header_class, list_headers
 
-MARGIN_HEADERS = ["sphereface", "cosface", "arcface", "magface", "combined"]
-ALL_HEADERS = ["linear", *MARGIN_HEADERS]
+# From the registry, so that a new head is covered by the parametrised tests without editing them.
+ALL_HEADERS = list_headers()
+MARGIN_HEADERS = [name for name in ALL_HEADERS if issubclass(header_class(name), MarginHeader)]
 
 # Tolerances by the dtype the embeddings had: the heads compute in float32 either way, so under
 # bf16 the only extra error is the rounding of the embeddings themselves (8-bit mantissa).
@@ -20,11 +21,17 @@ TOLERANCES = {
 
 
 def planar_header(name: str, **kwargs) -> torch.nn.Module:
-    """A head on 2-D embeddings with three class centres at 0°, 90° and 180°."""
+    """A head on 2-D embeddings with three class centres at 0°, 90° and 180° (sub-centres: all alike)."""
     header = build_header(name, 2, 3, **kwargs)
+    centres = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     with torch.no_grad():
-        header.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+        header.weight.copy_(centres.repeat_interleave(header.centres_per_class, dim=0))
     return header
+
+
+def class_centres(header: torch.nn.Module) -> torch.Tensor:
+    """One unit centre per class: the first of each class's sub-centres (rows are class-major)."""
+    return torch.nn.functional.normalize(header.weight.detach()[:: header.centres_per_class], dim=1)
 
 
 def at_angles(degrees, norm: float = 1.0) -> torch.Tensor:
