@@ -20,7 +20,24 @@ app.add_typer(export_app, name="export")
 
 @export_app.command("onnx")
 def onnx_command(
-    source: Annotated[Path, typer.Argument(help="A run directory, a checkpoint (.pt) or a saved model.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory, a checkpoint (.pt) or a saved model; with --backbone, a state dict "
+            "from arcface_torch (backbone.pth) or MagFace."
+        ),
+    ],
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="Export SOURCE as a plain state dict of this backbone: a femb name (iresnet50, "
+            "mobilefacenet) or an arcface_torch one (r50, mbf)."
+        ),
+    ] = None,
+    embed_dim: Annotated[
+        int | None,
+        typer.Option(help="Embedding size of --backbone (default: read from the weights).", min=1),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="The .onnx file (default: exports/<run-name>.onnx)."),
@@ -64,8 +81,7 @@ def onnx_command(
 
     The model is written only when both pass; a parity below --min-cosine exits with status 1.
     """
-    from femb.checkpoint import CheckpointError, load_checkpoint
-    from femb.export import ExportError, ParityError, default_output_path, export_onnx, format_cosine
+    from femb.export import ExportError, ParityError, export_onnx, format_cosine
     from femb.inference import is_onnx_model
 
     extras = _parse_meta(meta or [])
@@ -73,25 +89,16 @@ def onnx_command(
         raise fail(f"{source}: no such file or directory")
     if source.is_file() and not zipfile.is_zipfile(source) and is_onnx_model(source):
         raise fail(f"{source} is already an ONNX model; export takes a run directory or a checkpoint")
-    if source.is_file() and not zipfile.is_zipfile(source):
-        # torch.save writes zip archives; anything else would only give a cryptic unpickling error.
-        raise fail(f"{source}: not a femb checkpoint (nor a run directory)")
-    try:
-        payload = load_checkpoint(source)
-    except CheckpointError as error:
-        raise fail(str(error)) from None
-    spec = payload.get("backbone") or {}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise fail(f"{payload['path']}: the checkpoint holds no backbone")
-
-    output = output or default_output_path(source, payload.get("run_name"))
-    training = payload.get("training") or {}
-    step = f", step {training['step']}" if training.get("step") is not None else ""
-    embed_dim = spec.get("kwargs", {}).get("embed_dim", "?")
-    typer.echo(f"loaded {payload['path']} ({spec['name']}, {embed_dim}-d{step}); exporting to {output}")
+    if backbone is not None:
+        export_source, output, run_name = _foreign_source(source, backbone, embed_dim, output, extras)
+    else:
+        if embed_dim is not None:
+            raise fail("--embed-dim goes with --backbone (a checkpoint records its own)")
+        export_source, output = _checkpoint_source(source, output)
+        run_name = None
     try:
         report = export_onnx(
-            payload,
+            export_source,
             output,
             fp16=fp16,
             normalize_in_graph=normalize_in_graph,
@@ -99,6 +106,7 @@ def onnx_command(
             parity_bound=min_cosine,
             exporter=exporter,
             metadata=extras,
+            run_name=run_name,
         )
     except ParityError as error:
         _print_parity(error.report)
@@ -106,7 +114,7 @@ def onnx_command(
     except (ExportError, ValueError) as error:
         raise fail(str(error)) from None
     except (RuntimeError, KeyError, TypeError) as error:  # weights that do not fit the recorded spec
-        raise fail(f"{payload['path']}: cannot rebuild the backbone ({_one_line(error)})") from None
+        raise fail(f"{source}: cannot rebuild the backbone ({_one_line(error)})") from None
 
     if report.header:
         typer.echo(
@@ -127,6 +135,54 @@ def onnx_command(
     typer.echo("onnx.checker: ok")
     _print_parity(report)
     typer.echo(f"parity ok: min cosine {format_cosine(report.min_cosine)} ≥ {report.min_cosine_bound}")
+
+
+FOREIGN_HINT = "for arcface_torch or MagFace weights, pass --backbone NAME (e.g. r50, mbf)"
+
+
+def _checkpoint_source(source: Path, output: Path | None):
+    """A femb checkpoint or run directory: the loaded payload and the output path."""
+    from femb.checkpoint import CheckpointError, load_checkpoint
+    from femb.export import default_output_path
+
+    if source.is_file() and not zipfile.is_zipfile(source):
+        # torch.save writes zip archives; anything else would only give a cryptic unpickling error.
+        raise fail(f"{source}: not a femb checkpoint (nor a run directory); {FOREIGN_HINT}")
+    try:
+        payload = load_checkpoint(source)
+    except CheckpointError as error:
+        hint = f"; {FOREIGN_HINT}" if "not a femb checkpoint" in str(error) else ""
+        raise fail(f"{error}{hint}") from None
+    spec = payload.get("backbone") or {}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise fail(f"{payload['path']}: the checkpoint holds no backbone")
+    output = output or default_output_path(source, payload.get("run_name"))
+    training = payload.get("training") or {}
+    step = f", step {training['step']}" if training.get("step") is not None else ""
+    embed_dim = spec.get("kwargs", {}).get("embed_dim", "?")
+    typer.echo(f"loaded {payload['path']} ({spec['name']}, {embed_dim}-d{step}); exporting to {output}")
+    return payload, output
+
+
+def _foreign_source(source: Path, backbone: str, embed_dim: int | None, output: Path | None, extras: dict):
+    """A state dict (arcface_torch, MagFace, femb) built into ``backbone``: the module and the output path."""
+    from femb.backbones.weights import backbone_from_weights
+    from femb.export import default_output_path
+    from femb.export.onnx_export import name_from_path
+
+    try:
+        model, weights = backbone_from_weights(backbone, source, embed_dim)
+    except ValueError as error:  # WeightsError, or an unknown backbone name listing the choices
+        raise fail(str(error)) from None
+    spec = model.femb_spec
+    run_name = name_from_path(source)
+    output = output or default_output_path(source, run_name)
+    extras.setdefault("weights_source", weights.describe())
+    typer.echo(
+        f"loaded {weights.path} ({weights.layout}) into {spec['name']} "
+        f"({spec['kwargs']['embed_dim']}-d); exporting to {output}"
+    )
+    return model, output, run_name
 
 
 def _print_parity(report) -> None:

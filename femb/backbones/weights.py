@@ -187,6 +187,24 @@ def load_weights_into(model: nn.Module, path: str | os.PathLike) -> BackboneWeig
     return weights
 
 
+def backbone_from_weights(
+    backbone_name: str, path: str | os.PathLike, embed_dim: int | None = None, **kwargs: Any
+) -> tuple[nn.Module, BackboneWeights]:
+    """A backbone built by name (femb's or arcface_torch's) and filled with the weights at ``path``.
+
+    ``embed_dim`` [default: read from the file]. ``model.femb_weights`` says where they came from.
+    """
+    name, alias_kwargs = resolve_backbone_name(backbone_name)
+    kwargs = {**alias_kwargs, **kwargs}
+    weights = read_backbone_weights(path)
+    if embed_dim is None:
+        embed_dim = infer_embed_dim(name, weights, **kwargs)
+    model = build_backbone(name, embed_dim=embed_dim, **kwargs)
+    model.load_state_dict(fit_state_dict(weights, model, _target_text(name, model.femb_spec["kwargs"])))
+    model.femb_weights = weights.describe()
+    return model, weights
+
+
 def load_backbone_weights(
     backbone_name: str, path: str | os.PathLike, embed_dim: int | None = None, **kwargs: Any
 ) -> dict[str, torch.Tensor]:
@@ -277,6 +295,7 @@ def _first_line(error: BaseException, prefer: str | None = None) -> str:
 __all__ = [
     "ARCFACE_TORCH_NAMES",
     "BackboneWeights",
+    "backbone_from_weights",
     "WeightsError",
     "fit_state_dict",
     "infer_embed_dim",
