@@ -309,3 +309,48 @@ def pairs_from_labelled(dataset: Dataset, num_pairs: int = 3000, seed: int = 0) 
         issame,
         name=f"{type(dataset).__name__}-pairs",
     )
+
+
+def lfw_order(pairs: PairsDataset, folds: int = 10) -> PairsDataset:
+    """The same pairs in LFW's order: ``folds`` contiguous folds of ``n`` same-identity pairs then
+    ``n`` different ones (``n`` = the smaller half // folds; the rest is dropped)."""
+    same, different = np.flatnonzero(pairs.issame), np.flatnonzero(~pairs.issame)
+    per_fold = min(len(same), len(different)) // folds
+    if per_fold < 1:
+        raise ValueError(
+            f"{pairs.name}: {len(same)} same and {len(different)} different pairs cannot fill {folds} folds"
+        )
+    order = np.concatenate(
+        [
+            np.concatenate(
+                [same[f * per_fold : (f + 1) * per_fold], different[f * per_fold : (f + 1) * per_fold]]
+            )
+            for f in range(folds)
+        ]
+    )
+    return PairsDataset(pairs.images, pairs.pairs[order], pairs.issame[order], name=pairs.name)
+
+
+def write_lfw_pairs(
+    path: str | os.PathLike, pairs: PairsDataset, image_names: Sequence[tuple[str, int]]
+) -> Path:
+    """Write pairs in :func:`lfw_order` as LFW's ``pairs.txt`` (header ``folds n``, then ``name i j``
+    and ``name1 i name2 j`` lines); ``image_names[k]`` is ``(identity, number)`` of ``pairs.images[k]``.
+    Written atomically."""
+    same = int(pairs.issame.sum())
+    # Infer the fold size from the layout lfw_order produces: the first run of same pairs.
+    per_fold = int(np.argmin(pairs.issame)) if not pairs.issame.all() else same
+    if per_fold == 0 or same % per_fold or len(pairs) != 2 * same:
+        raise ValueError(f"{pairs.name}: pairs are not in LFW order (use lfw_order first)")
+    lines = [f"{same // per_fold}\t{per_fold}"]
+    for (a, b), issame in zip(pairs.pairs.tolist(), pairs.issame.tolist(), strict=True):
+        (name_a, number_a), (name_b, number_b) = image_names[a], image_names[b]
+        lines.append(
+            f"{name_a}\t{number_a}\t{number_b}" if issame else f"{name_a}\t{number_a}\t{name_b}\t{number_b}"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -133,6 +133,16 @@ class RecordIODataset(LabelledFaces):
             self._pid = os.getpid()
         return self._file.fileno()
 
+    def close(self) -> None:
+        """Close this process's file handle (the next read opens it again)."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __del__(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            self.close()
+
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_file"], state["_pid"] = None, -1
@@ -141,15 +151,16 @@ class RecordIODataset(LabelledFaces):
     def _record_at(self, offset: int) -> bytes:
         return read_record(self._fd(), offset, self._size, str(self.rec_path))[0]
 
-    def _where(self, index: int) -> str:
+    def where(self, index: int) -> str:
+        """Where image ``index`` is stored, for messages: file, key and byte offset."""
         return f"{self.rec_path} record {int(self.keys[index])} (offset {int(self.offsets[index])})"
 
     def encoded_image(self, index: int) -> bytes:
         """The stored (JPEG/PNG) bytes of image ``index``; :class:`DataFormatError` if the record is bad."""
-        return unpack_record(self._record_at(int(self.offsets[index])), self._where(index))[1]
+        return unpack_record(self._record_at(int(self.offsets[index])), self.where(index))[1]
 
     def _decode(self, index: int) -> torch.Tensor:
-        return to_face_uint8(decode_image(self.encoded_image(index), name=self._where(index)))
+        return to_face_uint8(decode_image(self.encoded_image(index), name=self.where(index)))
 
     # -- labels ----------------------------------------------------------------------------------
 
@@ -179,10 +190,10 @@ class RecordIODataset(LabelledFaces):
         # header bytes of each record).
         labels = []
         for position, offset in enumerate(self.offsets.tolist()):
-            header, _ = unpack_record(self._head_of(offset), self._where(position))
+            header, _ = unpack_record(self._head_of(offset), self.where(position))
             value = float(header.label if header.flag == 0 else header.label[0])
             if not (0 <= value < _MAX_LABEL and value == int(value)):
-                raise DataFormatError(f"{self._where(position)}: label {value:g} is not an identity number")
+                raise DataFormatError(f"{self.where(position)}: label {value:g} is not an identity number")
             labels.append(int(value))
         return labels
 
@@ -261,7 +272,7 @@ class PackSummary:
     first_bad: str | None
 
 
-def _encode_face(path: Path, quality: int) -> bytes:
+def encode_face(path: Path, quality: int = 95) -> bytes:
     """JPEG bytes of the 112×112 letterboxed face; an aligned 112×112 RGB JPEG is kept as it is
     (re-encoding would only lose detail)."""
     with Image.open(path) as img:
@@ -277,13 +288,13 @@ def pack_image_folder(
     image_folder: str | os.PathLike,
     out_dir: str | os.PathLike,
     quality: int = 95,
-    on_image: Callable[[], None] | None = None,
+    on_image: Callable[[int, int], None] | None = None,
 ) -> PackSummary:
     """Write ``image_folder`` (one folder per identity) as an InsightFace RecordIO set in ``out_dir``.
 
     Images become 112×112 JPEGs (letterboxed like every femb image); unreadable ones are skipped
-    and counted; identities with no readable image are left out. ``on_image`` is called once per
-    source image (progress bars). Nothing appears in ``out_dir`` until everything is written.
+    and counted; identities with no readable image are left out. ``on_image(done, total)`` is called
+    once per source image (progress bars). Nothing appears in ``out_dir`` until everything is written.
     """
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must lie in 1..100, got {quality}")
@@ -292,9 +303,9 @@ def pack_image_folder(
         raise DataFormatError(f"{image_folder} holds 1 identity; a training set needs at least 2")
     skipped, first_bad, label, last_class = 0, None, -1, None
     with RecordIOWriter(out_dir) as writer:
-        for path, class_index in source.samples:
+        for done, (path, class_index) in enumerate(source.samples, start=1):
             try:
-                encoded = _encode_face(path, int(quality))
+                encoded = encode_face(path, int(quality))
             except (ImageLoadError, OSError, ValueError, SyntaxError) as error:
                 skipped += 1
                 first_bad = first_bad or f"{path}: {' '.join(str(error).split())}"
@@ -305,7 +316,7 @@ def pack_image_folder(
                     label, last_class = label + 1, class_index
                 writer.add(encoded, label)
             if on_image is not None:
-                on_image()
+                on_image(done, len(source))
         if label < 1:
             raise DataFormatError(f"{image_folder}: fewer than 2 identities have a readable image")
     return PackSummary(len(source) - skipped, label + 1, skipped, first_bad)
