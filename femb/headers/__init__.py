@@ -30,6 +30,7 @@ from femb.headers.registry import (
     register_header,
 )
 from femb.headers.sphereface import SphereFaceHeader
+from femb.headers.subcenter_arcface import SubCenterArcFaceHeader, find_dominant_centre_outliers
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.name.startswith("_"):
@@ -45,7 +46,9 @@ __all__ = [
     "MagFaceHeader",
     "MarginHeader",
     "SphereFaceHeader",
+    "SubCenterArcFaceHeader",
     "build_header",
+    "find_dominant_centre_outliers",
     "head_options",
     "header_class",
     "header_spec",

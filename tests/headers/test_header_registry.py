@@ -29,6 +29,7 @@ SHIPPED = [
     "arcface",
     "magface",
     "combined",
+    "subcenter_arcface",
 ]
 
 
