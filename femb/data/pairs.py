@@ -129,7 +129,9 @@ def load_lfw_pairs(
     pairs_txt, root, ext = Path(pairs_txt), Path(image_root), ext.lstrip(".")
     if not pairs_txt.is_file():
         raise ValueError(f"pairs file {pairs_txt} does not exist")
-    lines = [line.split() for line in pairs_txt.read_text().splitlines() if line.strip()]
+    # Undecodable bytes become U+FFFD, so a binary file fails below with a message naming the line.
+    text = pairs_txt.read_bytes().decode("utf-8", errors="replace")
+    lines = [line.split() for line in text.splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"pairs file {pairs_txt} is empty")
     header, body = lines[0], lines[1:]
@@ -193,7 +195,11 @@ def load_pairs_csv(csv_path: str | os.PathLike, root: str | os.PathLike | None =
     if not csv_path.is_file():
         raise ValueError(f"pairs file {csv_path} does not exist")
     base = Path(root) if root is not None else csv_path.parent
-    frame = pd.read_csv(csv_path, header=None, dtype=str, skipinitialspace=True, comment="#")
+    try:
+        frame = pd.read_csv(csv_path, header=None, dtype=str, skipinitialspace=True, comment="#")
+    except (ValueError, pd.errors.ParserError) as error:  # EmptyDataError, UnicodeDecodeError, ...
+        message = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"cannot read pairs file {csv_path}: {message}") from None
     if frame.shape[1] != 3:
         raise ValueError(f"{csv_path}: expected 3 columns (path1,path2,same), found {frame.shape[1]}")
     first_row = 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import pickletools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def _bytearray(*args: object) -> bytearray:
 def _reconstruct(subtype: type, shape: tuple, dtype: bytes) -> np.ndarray:
     if subtype is not np.ndarray:
         raise _Refused(f"numpy array of subtype {subtype!r}")
+    if not (isinstance(shape, tuple) and 0 in shape):  # numpy pickles (0,); any other shape allocates
+        raise _Refused(f"numpy array skeleton of shape {shape!r}")
     return _np_reconstruct(subtype, shape, dtype)
 
 
@@ -149,8 +152,12 @@ def load_verification_bin(path: str | os.PathLike) -> PairsDataset:
     if not path.is_file():
         raise ValueError(f"verification file {path} does not exist")
     try:
-        with open(path, "rb") as file:
-            payload = _RestrictedUnpickler(file, path).load()
+        data = path.read_bytes()
+        # The unpickler allocates a bytes object as long as its length field says before reading it:
+        # walk the opcodes first (pickletools reads only what is there), so a forged length is an error.
+        for _ in pickletools.genops(io.BytesIO(data)):
+            pass
+        payload = _RestrictedUnpickler(io.BytesIO(data), path).load()
     except UnsafePickleError:
         raise
     except _Refused as refused:
