@@ -17,6 +17,7 @@ from femb.headers.arcface import ArcFaceHeader
 from femb.headers.base import Header, MarginHeader
 from femb.headers.combined import CombinedMarginHeader
 from femb.headers.cosface import CosFaceHeader
+from femb.headers.curricularface import CurricularFaceHeader
 from femb.headers.linear import LinearHeader
 from femb.headers.magface import MagFaceHeader
 from femb.headers.options import HeadOption
@@ -40,6 +41,7 @@ __all__ = [
     "ArcFaceHeader",
     "CombinedMarginHeader",
     "CosFaceHeader",
+    "CurricularFaceHeader",
     "HeadOption",
     "Header",
     "LinearHeader",

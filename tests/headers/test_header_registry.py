@@ -30,6 +30,7 @@ SHIPPED = [
     "magface",
     "combined",
     "subcenter_arcface",
+    "curricularface",
 ]
 
 
