@@ -23,6 +23,7 @@ verify_app = typer.Typer(
 app.add_typer(verify_app, name="verify")
 
 SOURCE, PROTOCOL, RUNTIME, OUTPUT = "Pairs", "Protocol", "Runtime", "Output"
+MODEL_INPUT = "Model input (ONNX models without femb metadata)"
 
 
 @verify_app.command("pairs")
@@ -100,6 +101,29 @@ def pairs_command(
             rich_help_panel=RUNTIME,
         ),
     ] = "auto",
+    mean: Annotated[
+        float | None,
+        typer.Option(
+            help="Pixel mean the model subtracts (default: its metadata, else insightface's guess).",
+            rich_help_panel=MODEL_INPUT,
+        ),
+    ] = None,
+    std: Annotated[
+        float | None,
+        typer.Option(
+            help="Pixel std the model divides by (default: its metadata, else insightface's guess).",
+            min=1e-12,
+            rich_help_panel=MODEL_INPUT,
+        ),
+    ] = None,
+    bgr: Annotated[
+        bool | None,
+        typer.Option(
+            "--bgr/--rgb",
+            help="Colour order the model takes (default: its metadata, else RGB as insightface feeds it).",
+            rich_help_panel=MODEL_INPUT,
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the results as JSON.", rich_help_panel=OUTPUT)
     ] = None,
@@ -151,11 +175,13 @@ def pairs_command(
     # Pairs first: a wrong path should not wait for a model to load.
     dataset, source_text, notes = _load_pairs(bin_file, pairs_txt, csv_file, folder, root, num_pairs, seed)
     try:
-        embedder = open_embedder(model, provider=provider, batch_size=batch_size)
-    except (ModelLoadError, ProviderError) as error:
+        embedder = open_embedder(model, provider=provider, batch_size=batch_size, mean=mean, std=std, bgr=bgr)
+    except (ModelLoadError, ProviderError, ValueError) as error:
         raise fail(str(error)) from None
     if embedder.note:
         typer.echo(f"note: {embedder.note}", err=True)
+    if getattr(embedder, "assumption", ""):
+        typer.echo(f"note: {embedder.assumption}", err=True)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from femb.data.batches import face_batches
-from femb.export.metadata import Preprocessing
+from femb.export.metadata import FORMAT_KEY, Preprocessing
 from femb.inference.providers import CPU, ProviderChoice, select_provider, short_name
 
 DEFAULT_BATCH_SIZE = 64
@@ -66,6 +66,11 @@ class OnnxEmbedder(BatchEmbedder):
     ``provider``: ``auto`` (CUDA when it really works, else CPU; :attr:`note` says why not),
     ``cuda`` (a :class:`~femb.inference.providers.ProviderError` when it does not work) or ``cpu``.
     :attr:`provider` is the short name of the provider in use.
+
+    A model without femb metadata (an insightface model-zoo file, say) is fed the way insightface's
+    ``ArcFaceONNX`` feeds it: RGB, and mean/std guessed from its graph (see
+    :func:`insightface_input_stats`); :attr:`assumption` says so in one line. ``mean``, ``std``
+    and ``bgr`` override what the metadata or the guess says (float inputs only).
     """
 
     def __init__(
@@ -74,10 +79,15 @@ class OnnxEmbedder(BatchEmbedder):
         provider: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
+        mean: float | None = None,
+        std: float | None = None,
+        bgr: bool | None = None,
     ):
         import onnxruntime as ort
 
         self.path = Path(path)
+        if std is not None and not std > 0:
+            raise ValueError(f"std must be positive, got {std}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not self.path.exists():
@@ -107,7 +117,8 @@ class OnnxEmbedder(BatchEmbedder):
         self.input_name = model_input.name
         self.output_name = self.session.get_outputs()[0].name
         self.input_type = model_input.type
-        self.preprocessing = self._preprocessing(model_input)
+        self.assumption = ""
+        self.preprocessing = self._preprocessing(model_input, mean, std, bgr)
         fixed_batch = model_input.shape[0] if model_input.shape else None
         self.fixed_batch = fixed_batch if isinstance(fixed_batch, int) and fixed_batch > 0 else None
         self.batch_size = self.fixed_batch or int(batch_size)
@@ -123,16 +134,50 @@ class OnnxEmbedder(BatchEmbedder):
         return f"onnxruntime ({self.provider}), input {kind}"
 
     # ------------------------------------------------------------------ internals
-    def _preprocessing(self, model_input) -> Preprocessing:
+    def _preprocessing(self, model_input, mean=None, std=None, bgr=None) -> Preprocessing:
         meta = dict(self.metadata)
+        foreign = FORMAT_KEY not in meta
         # The graph's declared input wins over (possibly absent or foreign) metadata.
         if model_input.type == "tensor(uint8)":
+            if mean is not None or std is not None:
+                raise ValueError(
+                    f"{self.path.name} takes uint8 images and normalises them itself: no mean/std"
+                )
             meta.setdefault("normalize_in_graph", "true")
             meta["input_dtype"], meta["input_layout"] = "uint8", "NHWC"
         else:
             meta["input_dtype"] = "float16" if model_input.type == "tensor(float16)" else "float32"
             meta.setdefault("input_layout", "NCHW")
+            if foreign:
+                meta.update(self._insightface_convention(model_input, mean, std, bgr))
+        if mean is not None:
+            meta["mean"] = str(float(mean))
+        if std is not None:
+            meta["std"] = str(float(std))
+        if bgr is not None:
+            meta["color_order"] = "BGR" if bgr else "RGB"
         return Preprocessing.from_metadata(meta)
+
+    def _insightface_convention(self, model_input, mean, std, bgr) -> dict[str, str]:
+        """What insightface's ArcFaceONNX would feed this model, and the one line that says so."""
+        guessed_mean, guessed_std, why = insightface_input_stats(self.path)
+        meta = {"mean": str(guessed_mean), "std": str(guessed_std), "color_order": "RGB"}
+        shape = model_input.shape or []
+        if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
+            meta["input_size"] = f"{shape[2]},{shape[3]}"
+        used_mean = guessed_mean if mean is None else float(mean)
+        used_std = guessed_std if std is None else float(std)
+        order = "BGR" if bgr else "RGB"
+        given = [
+            name for name, value in (("mean", mean), ("std", std), ("colour order", bgr)) if value is not None
+        ]
+        self.assumption = (
+            f"{self.path.name} has no femb metadata: assuming the insightface convention "
+            f"({order}, mean {used_mean:g}, std {used_std:g}; {why}"
+            + (f"; {', '.join(given)} as given" if given else "")
+            + "); override with --mean, --std, --bgr"
+        )
+        return meta
 
     def _embed_batch(self, faces: torch.Tensor, flip: bool) -> np.ndarray:
         out = self._run(faces)
@@ -213,25 +258,50 @@ def open_embedder(
     provider: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
     threads: int | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    bgr: bool | None = None,
 ) -> OnnxEmbedder | TorchEmbedder:
     """An :class:`OnnxEmbedder` for an ONNX file, a :class:`TorchEmbedder` for a checkpoint or run directory.
 
+    ``mean``, ``std``, ``bgr``: preprocessing overrides for an ONNX model (see :class:`OnnxEmbedder`).
     Raises :class:`ModelLoadError` (one-line message) for a missing file or one that is neither.
     """
     path = Path(source)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file or directory")
+    overrides = {"mean": mean, "std": std, "bgr": bgr}
     if path.is_dir() or zipfile.is_zipfile(path) or path.name.endswith(CHECKPOINT_SUFFIXES):
+        _no_overrides(path, overrides)
         return _torch_embedder(path, provider, batch_size)
     try:
-        return OnnxEmbedder(path, provider=provider, batch_size=batch_size, threads=threads)
+        return OnnxEmbedder(path, provider=provider, batch_size=batch_size, threads=threads, **overrides)
     except ModelLoadError as onnx_error:
         if path.suffix.lower() == ".onnx":
             raise
         try:  # an old-style (non-zip) torch file under another name
-            return _torch_embedder(path, provider, batch_size)
+            embedder = _torch_embedder(path, provider, batch_size)
         except ModelLoadError:
             raise ModelLoadError(f"{path}: neither an ONNX model nor a femb checkpoint") from onnx_error
+        _no_overrides(path, overrides)
+        return embedder
+
+
+def insightface_input_stats(path: str | os.PathLike) -> tuple[float, float, str]:
+    """Input mean and std as insightface 2.1's ``ArcFaceONNX`` guesses them, and why.
+
+    A graph whose first 8 nodes include one named ``Sub…``/``_minus…`` and one named
+    ``Mul…``/``_mul…`` normalises its input itself (the converted MXNet models): raw pixels, mean 0
+    and std 1. Any other graph gets (x − 127.5) / 127.5.
+    """
+    import onnx
+
+    nodes = onnx.load(os.fspath(path), load_external_data=False).graph.node[:8]
+    sub = any(node.name.startswith(("Sub", "_minus")) for node in nodes)
+    mul = any(node.name.startswith(("Mul", "_mul")) for node in nodes)
+    if sub and mul:
+        return 0.0, 1.0, "its graph starts with Sub/Mul, so it takes raw pixels"
+    return MEAN, STD, "no Sub/Mul at the start of its graph"
 
 
 def is_onnx_model(path: str | os.PathLike) -> bool:
@@ -264,6 +334,14 @@ def _torch_embedder(path: Path, provider: str, batch_size: int) -> TorchEmbedder
     return TorchEmbedder(backbone, device=device, batch_size=batch_size, payload=payload)
 
 
+def _no_overrides(path: Path, overrides: dict) -> None:
+    given = [f"--{name}" for name, value in overrides.items() if value is not None]
+    if given:
+        raise ModelLoadError(
+            f"{path}: {', '.join(given)} apply to ONNX models; a femb checkpoint is fed the femb contract"
+        )
+
+
 def _ort_reason(error: BaseException) -> str:
     text = " ".join(str(error).split())
     # "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from x failed:Protobuf parsing failed."
@@ -279,6 +357,7 @@ __all__ = [
     "ModelLoadError",
     "OnnxEmbedder",
     "TorchEmbedder",
+    "insightface_input_stats",
     "is_onnx_model",
     "open_embedder",
 ]
