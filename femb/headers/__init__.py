@@ -13,6 +13,7 @@ Every module of this package is imported below, so a new head registers itself b
 import importlib
 import pkgutil
 
+from femb.headers.adaface import AdaFaceHeader
 from femb.headers.arcface import ArcFaceHeader
 from femb.headers.base import Header, MarginHeader
 from femb.headers.combined import CombinedMarginHeader
@@ -38,6 +39,7 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
+    "AdaFaceHeader",
     "ArcFaceHeader",
     "CombinedMarginHeader",
     "CosFaceHeader",

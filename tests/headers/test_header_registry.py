@@ -31,6 +31,7 @@ SHIPPED = [
     "combined",
     "subcenter_arcface",
     "curricularface",
+    "adaface",
 ]
 
 
