@@ -19,6 +19,7 @@ from femb.headers.base import Header, MarginHeader
 from femb.headers.combined import CombinedMarginHeader
 from femb.headers.cosface import CosFaceHeader
 from femb.headers.curricularface import CurricularFaceHeader
+from femb.headers.elasticface import ElasticFaceHeader
 from femb.headers.linear import LinearHeader
 from femb.headers.magface import MagFaceHeader
 from femb.headers.options import HeadOption
@@ -44,6 +45,7 @@ __all__ = [
     "CombinedMarginHeader",
     "CosFaceHeader",
     "CurricularFaceHeader",
+    "ElasticFaceHeader",
     "HeadOption",
     "Header",
     "LinearHeader",

@@ -32,6 +32,7 @@ SHIPPED = [
     "subcenter_arcface",
     "curricularface",
     "adaface",
+    "elasticface",
 ]
 
 
