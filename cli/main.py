@@ -7,7 +7,7 @@ import importlib
 from femb_cli.app import app
 
 # Each module adds its commands (or a sub-app) to `app` when imported.
-COMMAND_MODULES = ("info", "train", "dashboard_cmd", "export", "verify", "demo", "data")
+COMMAND_MODULES = ("info", "train", "dashboard_cmd", "export", "verify", "demo", "data", "embed")
 
 for _name in COMMAND_MODULES:
     try:
