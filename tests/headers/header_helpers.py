@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import torch
 
-from femb.headers import MarginHeader, build_header, header_class, list_headers
+from femb.headers import MarginHeader, build_header, header_class, header_spec, list_headers
 
 # From the registry, so that a new head is covered by the parametrised tests without editing them.
 ALL_HEADERS = list_headers()
@@ -46,3 +47,14 @@ def target_sweep(header: torch.nn.Module, steps: int = 2001, norm: float = 1.0) 
     degrees = torch.linspace(0.0, 180.0, steps, dtype=torch.float64)
     with torch.no_grad():
         return header(at_angles(degrees, norm), torch.zeros(steps, dtype=torch.long))[:, 0]
+
+
+def resumed_copy(header: torch.nn.Module) -> torch.nn.Module:
+    """The head rebuilt from its spec and a saved-and-loaded state dict, in the same mode."""
+    buffer = io.BytesIO()
+    torch.save(header.state_dict(), buffer)
+    buffer.seek(0)
+    spec = header_spec(header)
+    resumed = build_header(spec["name"], **spec["kwargs"])
+    resumed.load_state_dict(torch.load(buffer))
+    return resumed.train(header.training)
