@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from femb.training.config import TrainConfig
+from femb.training.run_dir import RunLock
 from femb_cli.app import app
 from femb_cli.errors import fail
 
@@ -155,6 +156,12 @@ def train_command(
             rich_help_panel=RUN,
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the run already in --run-dir (never done without it).", rich_help_panel=RUN
+        ),
+    ] = False,
 ) -> None:
     """Train a face-embedding backbone with a margin head (default: the built-in synthetic faces)."""
     from femb.training.devices import resolve_amp, resolve_device
@@ -163,16 +170,16 @@ def train_command(
     options = {
         key: str(value) if isinstance(value, Path) else value
         for key, value in ctx.params.items()
-        if key not in ("config", "resume", "dashboard")
+        if key not in ("config", "resume", "dashboard", "overwrite")
     }
     # Compared by name: typer vendors its own click in recent versions.
     explicit = {key for key in options if getattr(ctx.get_parameter_source(key), "name", "") == "COMMANDLINE"}
     try:
         if resume is not None:
             train_config, folder = load_run_config(resume)
-            # Only where the run executes may change on resume; the recipe stays the recorded one.
-            for key in explicit & {"device", "workers"}:
-                setattr(train_config, key, options[key])
+            _apply_on_resume(train_config, options, explicit, config)
+            with RunLock(folder):  # refused at once when another process owns the run
+                pass
         else:
             train_config = TrainConfig.from_dict(
                 _merge(options, explicit, config), source=str(config or "options")
@@ -181,7 +188,7 @@ def train_command(
         # Device and precision are checked before anything is written.
         resolve_amp(train_config.amp, resolve_device(train_config.device))
         datasets = build_datasets(train_config)
-        folder = folder or prepare_run_dir(train_config)
+        folder = folder or prepare_run_dir(train_config, overwrite=overwrite)
     except ValueError as error:
         raise fail(str(error)) from None
 
@@ -189,8 +196,33 @@ def train_command(
     from femb_cli.run_training import run_with_dashboard, run_with_progress
 
     runner = run_with_dashboard if use_dashboard else run_with_progress
-    code = runner(train_config, folder, datasets=datasets, resume=resume is not None)
+    code = runner(train_config, folder, datasets=datasets, resume=resume is not None, overwrite=overwrite)
     raise typer.Exit(code)
+
+
+# Where a resumed run executes may change; the recipe (model, data, schedule) stays the recorded one.
+RESUME_CHANGEABLE = ("device", "workers")
+
+
+def _apply_on_resume(train_config: TrainConfig, options: dict, explicit: set[str], config_file) -> None:
+    """Apply the options a resume may change; name the ones it ignores, in one warning line."""
+    for key in explicit & set(RESUME_CHANGEABLE):
+        setattr(train_config, key, options[key])
+    ignored = sorted(
+        key for key in explicit - set(RESUME_CHANGEABLE) if options[key] != getattr(train_config, key, None)
+    )
+    if config_file is not None:
+        ignored.append(f"--config {config_file}")
+    if ignored:
+        names = ", ".join(
+            name if name.startswith("--") else "--" + name.replace("_", "-") for name in ignored
+        )
+        typer.secho(
+            f"warning: --resume continues the recorded run; ignored: {names} "
+            "(only --device and --workers apply)",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
 
 
 def _merge(options: dict[str, Any], explicit: set[str], config_file: Path | None) -> dict[str, Any]:

@@ -18,13 +18,14 @@ Layout (``format == "femb.checkpoint"``, ``version == 1``)::
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from femb.fileio import atomic_write, require_regular_file
 
 FORMAT = "femb.checkpoint"
 VERSION = 1
@@ -50,20 +51,8 @@ def to_plain(value: Any) -> Any:
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
     """Write ``payload`` atomically: temporary file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "version": VERSION, **to_plain(payload)}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def resolve_checkpoint_path(source: str | os.PathLike, prefer: str = "best") -> Path:
@@ -71,8 +60,11 @@ def resolve_checkpoint_path(source: str | os.PathLike, prefer: str = "best") -> 
     source = Path(source)
     if not source.exists():
         raise CheckpointError(f"{source}: no such file or directory")
-    if source.is_file():
-        return source
+    if not source.is_dir():
+        try:  # a FIFO or a device would block or never end when read: refused before any open
+            return require_regular_file(source, "checkpoint")
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
     order = ["best.pt", "last.pt"] if prefer == "best" else ["last.pt", "best.pt"]
     for folder in (source / "checkpoints", source):
         for name in order:

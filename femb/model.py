@@ -85,18 +85,12 @@ class FaceEmbeddingModel(nn.Module):
         return loss
 
     # ------------------------------------------------------------------ fit / encode
-    def fit(self, train_dataset, batch_size: int = 32, device: str = "auto", optimizer=None, **kwargs):
-        """Train; see :func:`femb.training.loop.fit` for every argument."""
+    def fit(self, train_dataset, *args, **kwargs):
+        """Train; the options are :class:`femb.training.options.FitOptions`'s fields (the first
+        eleven, the original femb API, may be given by position). See :func:`femb.training.loop.fit`."""
         from femb.training.loop import fit
 
-        return fit(
-            self,
-            train_dataset=train_dataset,
-            batch_size=batch_size,
-            device=device,
-            optimizer=optimizer,
-            **kwargs,
-        )
+        return fit(self, train_dataset, *args, **kwargs)
 
     @torch.no_grad()
     def encode(

@@ -108,6 +108,31 @@ class VerificationEvaluator:
             f"cannot verify on {type(dataset).__name__}: expected a PairsDataset or a dataset with labels"
         )
 
+    def check(self, dataset: Dataset, name: str = "validation set") -> PairsDataset:
+        """The pairs for ``dataset``, or one clear error when they cannot give a result.
+
+        A training run calls this before its first step, so that a validation set that can never
+        be scored fails in a second instead of after hours of training.
+        """
+        if self.num_pairs <= 0 and not isinstance(dataset, PairsDataset):
+            raise ValueError(f"{name}: the number of validation pairs must be positive, got {self.num_pairs}")
+        try:
+            pairs = self.pairs_for(dataset)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name}: {error}") from None
+        issame = np.asarray(pairs.issame, dtype=bool)
+        if len(issame) < self.n_folds:
+            raise ValueError(
+                f"{name}: {len(issame)} pairs, fewer than the {self.n_folds} folds of the protocol"
+            )
+        if issame.all() or not issame.any():
+            kind = "same-person" if issame.all() else "different-person"
+            raise ValueError(
+                f"{name}: all {len(issame)} pairs are {kind} pairs; verification needs both kinds "
+                "(a folder needs at least two identities, one with two or more images)"
+            )
+        return pairs
+
     @torch.no_grad()
     def embed(self, embed_fn: EmbedFn, images: Dataset, batch_size: int | None = None) -> np.ndarray:
         """Flip-summed, L2-normalised embeddings of every image of ``images``, as float32 ``[N, D]``."""

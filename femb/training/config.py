@@ -7,10 +7,14 @@ ill-typed key gets one error naming it.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
 from femb.headers import list_headers
+from femb.training.options import FitOptions
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "multistep", "poly", "constant")
@@ -70,11 +74,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Check every value against its field's type (``lr = "0.1"`` and ``easy_margin = "no"``
+        are errors, an int for a float is fine), then :meth:`validate`; one ``ValueError`` naming
+        ``source`` and the option for anything wrong."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: expected a table of options, got {type(values).__name__}")
         known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        unknown = sorted(set(values) - set(known), key=str)
         if unknown:
             raise ValueError(f"{source}: unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        config = cls(**{k: v for k, v in values.items() if v is not None or known[k].default is None})
+        types = _field_types(cls)
+        checked = {
+            key: _check_type(key, value, types[key], source)
+            for key, value in values.items()
+            if value is not None or known[key].default is None
+        }
+        config = cls(**checked)
         config.validate(source)
         return config
 
@@ -97,6 +112,7 @@ class TrainConfig:
                 raise ValueError(f"{source}: {name} must be zero or positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"{source}: lr must be positive, got {self.lr}")
+        check_head_options(self.head, self.head_kwargs(), source)
 
     def head_kwargs(self) -> dict[str, Any]:
         """The head options that were set; the head's own defaults fill the rest."""
@@ -104,3 +120,106 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def fit_options(self, **built: Any) -> FitOptions:
+        """The :class:`FitOptions` of this recipe; ``built`` holds the objects built from it
+        (optimizer, scheduler, evaluator, datasets, run directory, sinks)."""
+        return FitOptions(
+            batch_size=self.batch_size,
+            device=self.device,
+            evaluation_steps=self.eval_every,
+            num_workers=self.workers,
+            checkpoint_every=self.checkpoint_every,
+            amp=self.amp,
+            grad_clip=self.grad_clip,
+            seed=self.seed,
+            skip_nonfinite=self.skip_nonfinite,
+            config=self.to_dict(),
+            **built,
+        )
+
+
+def check_head_options(head: str, values: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """``values`` (``s``, ``m``, …) typed and range-checked by head ``head``'s own declarations.
+
+    An option the head does not take or a meaningless value (``s=-1``, ``m=10``) is one
+    ``ValueError`` naming the command-line option and the head's allowed range.
+    """
+    from femb.headers import head_options, parse_head_options
+
+    declared = {option.name for option in head_options(head)}
+    parsed: dict[str, Any] = {}
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if name not in declared:
+            raise ValueError(
+                f"{flag} is not an option of head {head!r} "
+                f"(its options: {', '.join(sorted(declared)) or 'none'})"
+            )
+        try:
+            parsed.update(parse_head_options(head, {name: value}))
+        except ValueError as error:
+            raise ValueError(f"{source}: {flag} {value!r}: {error}") from None
+    return parsed
+
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_type(name: str, value: Any, annotation: Any, source: str) -> Any:
+    """``value`` as field ``name`` of type ``annotation`` holds it, or a ``ValueError``.
+
+    Strict: a bool is no number and ``"no"`` no bool; an int is accepted for a float (TOML writes
+    ``lr = 1``) and converted; a float for an int only when it is whole (``steps = 100.0``)."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is type(None):
+            continue
+        converted = _convert(value, option)
+        if converted is not _WRONG:
+            return converted
+    wanted = " or ".join(_describe(option) for option in options if option is not type(None))
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise ValueError(f"{source}: {name} must be {wanted}, got {shown} ({type(value).__name__})")
+
+
+_WRONG = object()
+
+
+def _convert(value: Any, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        if not isinstance(value, list):
+            return _WRONG
+        items = [_convert(v, item) for v in value]
+        return _WRONG if any(v is _WRONG for v in items) else items
+    if annotation is bool:
+        return value if isinstance(value, bool) else _WRONG
+    if isinstance(value, bool):
+        return _WRONG
+    if annotation is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return _WRONG
+    if annotation is float:
+        return float(value) if isinstance(value, (int, float)) else _WRONG
+    if annotation is str:
+        return value if isinstance(value, str) else _WRONG
+    return value  # a type this checker does not know: left to validate()
+
+
+def _describe(annotation: Any) -> str:
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        return f"a list of {_TYPE_WORDS.get(item, 'values').removeprefix('an ').removeprefix('a ')}s"
+    return _TYPE_WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))

@@ -92,6 +92,20 @@ class TrainingControl:
             else:
                 self.set_paused(name == "pause")
 
+    def discard_requests(self, control_dir: str | os.PathLike) -> list[str]:
+        """Remove request files made before this process started; returns their names.
+
+        Requests belong to the process that was running when they were made: a ``stop`` left by
+        a dashboard after its trainer died must not end the next ``--resume`` at once.
+        """
+        folder = Path(control_dir)
+        if not folder.is_dir():
+            return []
+        found = [name for name in REQUESTS if (folder / name).exists()]
+        for name in found:
+            (folder / name).unlink(missing_ok=True)
+        return found
+
     # Signals (main thread only) -------------------------------------------
     def install_signal_handlers(self) -> callable:
         """Ctrl-C and SIGTERM ask for a graceful stop; a second Ctrl-C interrupts at once."""

@@ -39,31 +39,15 @@ def make_event(kind: str, /, **fields: Any) -> Event:
     return {"event": kind, "time": time.time(), **fields}
 
 
-def _json_safe(value: Any) -> Any:
-    # JSON has no NaN/Infinity; null keeps every line parseable by pandas and other readers.
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN/Infinity; null keeps every line parseable by pandas and other readers."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
-
-
-class JsonlSink:
-    """Appends each event to ``metrics.jsonl``, flushed per line so another process can follow it."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
-
-    def __call__(self, event: Event) -> None:
-        self._file.write(json.dumps(_json_safe(event), default=str) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def read_events(path: str | os.PathLike) -> list[Event]:
@@ -77,23 +61,35 @@ class EventFollower:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._offset = 0
-        self._partial = ""
+        self._partial = b""
 
     def poll(self) -> Iterator[Event]:
-        if not self.path.exists():
+        """The events appended since the last call. Lines that are torn, not JSON, not an object,
+        or not UTF-8 are skipped: a metrics file damaged by a crash or by hand never stops a reader."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+                self._offset = handle.tell()
+        except (FileNotFoundError, IsADirectoryError):
             return
-        with open(self.path, encoding="utf-8") as handle:
-            handle.seek(self._offset)
-            chunk = handle.read()
-            self._offset = handle.tell()
-        text = self._partial + chunk
-        lines = text.split("\n")
-        self._partial = lines.pop()  # "" when the chunk ended with a newline
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()  # b"" when the chunk ended with a newline
         for line in lines:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn line from a killed writer: skip it, keep following
+            event = parse_event_line(line)
+            if event is not None:
+                yield event
+
+
+def parse_event_line(line: bytes) -> Event | None:
+    """One metrics line as an event, or None when it is not one."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("event"), str):
+        return None
+    return value

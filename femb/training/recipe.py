@@ -19,8 +19,8 @@ from femb.model import FaceEmbeddingModel
 from femb.training.config import TrainConfig
 from femb.training.control import TrainingControl
 from femb.training.events import EventSink
-from femb.training.loop import FitResult
-from femb.training.run_dir import RunDir, new_run_dir
+from femb.training.loop import FitResult, fit
+from femb.training.run_dir import RunDir, RunLock, new_run_dir
 
 DEFAULT_STEPS = 1000
 SYNTHETIC_VAL_IDENTITIES = 100
@@ -152,9 +152,14 @@ def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     return min(limits) if limits else DEFAULT_STEPS
 
 
-def prepare_run_dir(config: TrainConfig) -> RunDir:
+def prepare_run_dir(config: TrainConfig, overwrite: bool = False) -> RunDir:
+    """The new run's directory; one that already holds a run is refused unless ``overwrite``."""
     if config.run_dir:
-        return RunDir(Path(config.run_dir)).create()
+        folder = RunDir(Path(config.run_dir))
+        if not overwrite:
+            folder.refuse_existing_run()
+        with RunLock(folder.create()):  # refused at once when another process owns it
+            return folder
     name = config.name or f"{config.backbone}-{config.head}"
     return new_run_dir(name)
 
@@ -168,6 +173,7 @@ def train(
     resume: bool = False,
     datasets=None,
     tensorboard: bool = True,
+    overwrite: bool = False,
 ) -> FitResult:
     """Build everything from ``config`` and fit; ``resume=True`` continues ``run_dir``'s last checkpoint."""
     from femb.evaluation import VerificationEvaluator
@@ -184,41 +190,29 @@ def train(
         config.scheduler, steps, config.warmup_steps, config.milestones, config.gamma, config.power
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    run_dir = run_dir or prepare_run_dir(config)
+    run_dir = run_dir or prepare_run_dir(config, overwrite=overwrite)
     if not resume:
         config.run_dir = str(run_dir.path)
-        run_dir.write_config(config.to_dict())
     evaluator = (
         VerificationEvaluator(similarity="cos", num_pairs=config.val_pairs, seed=config.seed)
         if val_set is not None
         else None
     )
-    return model.fit(
-        train_dataset=train_set,
-        batch_size=config.batch_size,
-        device=config.device,
+    options = config.fit_options(
         optimizer=optimizer,
-        lr_epoch_scheduler=None,
         lr_global_step_scheduler=scheduler,
         evaluator=evaluator,
         val_dataset=val_set,
-        evaluation_steps=config.eval_every,
         max_training_steps=steps,
-        max_epochs=0,
         tensorboard=tensorboard,
-        num_workers=config.workers,
         callbacks=callbacks,
         run_dir=run_dir,
         run_name=run_dir.name,
-        checkpoint_every=config.checkpoint_every,
-        amp=config.amp,
-        grad_clip=config.grad_clip,
-        seed=config.seed,
         control=control,
         resume=run_dir.last_checkpoint if resume else None,
-        skip_nonfinite=config.skip_nonfinite,
-        config=config.to_dict(),
+        overwrite=overwrite,
     )
+    return fit(model, train_set, options=options)
 
 
 def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, RunDir]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import tomli_w
 
+from femb.fileio import atomic_write_bytes
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -56,15 +58,50 @@ class RunDir:
     def final_backbone(self) -> Path:
         return self.path / "backbone.pt"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.path / "lock"
+
     def create(self) -> RunDir:
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ValueError(f"run directory {self.path}: a file is in the way (not a folder)") from None
+        except PermissionError:
+            raise ValueError(f"run directory {self.path}: permission denied") from None
         return self
+
+    def holds_run(self) -> bool:
+        """Whether an earlier run lives here (its config, metrics or checkpoints)."""
+        return (
+            self.config_file.exists()
+            or self.metrics_file.exists()
+            or self.final_backbone.exists()
+            or (self.checkpoints.is_dir() and any(self.checkpoints.glob("*.pt")))
+        )
+
+    def refuse_existing_run(self, option: str = "--run-dir") -> None:
+        """Never overwrite a run: one clear error that says how to continue or start afresh."""
+        if self.holds_run():
+            raise ValueError(
+                f"{option} {self.path}: already holds a run; continue it with "
+                f"`femb train --resume {self.path}`, choose another --run-dir or --name, "
+                "or pass --overwrite to replace it"
+            )
+
+    def clear_run(self) -> None:
+        """Remove an earlier run's files (``--overwrite``); anything else in the folder stays."""
+        import shutil
+
+        for path in (self.config_file, self.metrics_file, self.final_backbone):
+            path.unlink(missing_ok=True)
+        for folder in (self.checkpoints, self.tensorboard, self.control):
+            shutil.rmtree(folder, ignore_errors=True)
+        self.create()
 
     def write_config(self, config: dict) -> None:
         clean = {k: v for k, v in config.items() if v is not None}  # TOML has no null
-        tmp = self.config_file.with_suffix(".toml.tmp")
-        tmp.write_text(tomli_w.dumps(clean), encoding="utf-8")
-        os.replace(tmp, self.config_file)
+        atomic_write_bytes(self.config_file, tomli_w.dumps(clean).encode("utf-8"))
 
     def read_config(self) -> dict:
         return read_toml(self.config_file)
@@ -90,3 +127,66 @@ def read_toml(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML ({error})") from None
+
+
+class RunLock:
+    """Exactly one process owns a run directory while it trains.
+
+    An OS file lock (``flock``) on ``RUN/lock``: the kernel releases it on any exit, ``kill -9``
+    included, so a lock file left behind by a dead process is stale and is simply taken over.
+    The file holds the owner's PID so that a refused second process can name it.
+    """
+
+    def __init__(self, run_dir: RunDir):
+        self.run_dir = run_dir
+        self._handle = None
+        self.stale_owner: int | None = None  # the PID of a dead owner whose lock was taken over
+
+    def acquire(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no advisory locks; documented in the README
+            return self
+        path = self.run_dir.lock_file
+        try:
+            handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the lock
+        except OSError as error:
+            raise ValueError(
+                f"run directory {self.run_dir.path}: cannot create its lock ({error.strerror})"
+            ) from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = _read_pid(handle)
+            handle.close()
+            who = f"process {owner}" if owner else "another process"
+            raise ValueError(
+                f"run directory {self.run_dir.path} is in use by {who}; wait for it to end or stop it "
+                f"(femb dashboard {self.run_dir.path}, then q)"
+            ) from None
+        previous = _read_pid(handle)
+        if previous and previous != os.getpid():
+            self.stale_owner = previous
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the descriptor releases the flock
+            self._handle = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_pid(handle) -> int | None:
+    handle.seek(0)
+    text = handle.read().strip()
+    return int(text) if text.isdigit() else None

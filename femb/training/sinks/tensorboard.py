@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from femb.training.events import Event
 
@@ -16,11 +17,21 @@ STEP_SCALARS = {
 EVAL_SCALARS = ("accuracy", "eer", "auc", "tar_at_far_1e-3", "tar_at_far_1e-4")
 
 
+ProjectorSource = Callable[[], tuple | None]  # () -> (embeddings, labels | None, images) | None
+
+
 class TensorBoardSink:
-    def __init__(self, log_dir: str | os.PathLike):
+    """Scalars for step and eval events; at the end of a completed run, the embedding projector.
+
+    ``projector`` returns (embeddings, labels or None, images in [-1, 1]) of a few validation
+    images when asked; the sink asks once, when the run completes.
+    """
+
+    def __init__(self, log_dir: str | os.PathLike, projector: ProjectorSource | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.projector = projector
 
     def __call__(self, event: Event) -> None:
         kind = event["event"]
@@ -33,6 +44,10 @@ class TensorBoardSink:
                 if event.get(key) is not None:
                     self.writer.add_scalar(f"val/{key}", event[key], event["step"])
         elif kind == "end":
+            if event.get("reason") == "completed" and self.projector is not None:
+                projected = self.projector()
+                if projected is not None:
+                    self.add_embeddings(*projected, step=event["step"])
             self.writer.flush()
 
     def add_embeddings(self, embeddings, labels, images, step: int) -> None:

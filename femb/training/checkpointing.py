@@ -1,0 +1,156 @@
+"""Save and restore the whole training state: weights, optimizer, schedulers, grad scaler, RNG, step.
+
+The file format is :mod:`femb.checkpoint`'s; this module decides *what* goes in a training
+checkpoint and *where* in the run directory it lands. A checkpoint is written only by rank 0
+and holds the full head, so a run resumes on any number of processes. Writes are atomic: the
+previous ``last.pt`` stays intact until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from femb import checkpoint as ckpt
+from femb.training.run_dir import RunDir
+
+CHECKPOINT_KINDS = ("last", "best", "manual")
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def capture_rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": _numpy_state(), "python": _python_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state() -> list:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]
+
+
+def _python_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved with every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    total_steps: int = 0
+    best_accuracy: float | None = None
+    last_eval: dict | None = None
+
+
+@dataclass
+class TrainingState:
+    """Everything a checkpoint restores besides the model's weights."""
+
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    step_scheduler: Any = None
+    epoch_scheduler: Any = None
+    progress: Progress = field(default_factory=Progress)
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.progress.step,
+            "epoch": self.progress.epoch,
+            "total_steps": self.progress.total_steps,
+            "best_accuracy": self.progress.best_accuracy,
+            "last_eval": self.progress.last_eval,
+            "optimizer": self.optimizer.state_dict(),
+            "step_scheduler": self.step_scheduler.state_dict() if self.step_scheduler else None,
+            "epoch_scheduler": self.epoch_scheduler.state_dict() if self.epoch_scheduler else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.step_scheduler and state.get("step_scheduler"):
+            self.step_scheduler.load_state_dict(state["step_scheduler"])
+        if self.epoch_scheduler and state.get("epoch_scheduler"):
+            self.epoch_scheduler.load_state_dict(state["epoch_scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"])
+        self.progress.step, self.progress.epoch = int(state["step"]), int(state["epoch"])
+        self.progress.best_accuracy = state.get("best_accuracy")
+        self.progress.last_eval = state.get("last_eval")
+
+
+class Checkpointer:
+    """Writes and reads a run's checkpoints (``checkpoints/last.pt``, ``best.pt``)."""
+
+    def __init__(self, run_dir: RunDir | None, config: dict, run_name: str | None, is_primary: bool = True):
+        self.run_dir = run_dir
+        self.config = config
+        self.run_name = run_name
+        self.is_primary = is_primary
+        self.last_saved_step: int | None = None
+
+    def path(self, kind: str) -> Path | None:
+        if kind not in CHECKPOINT_KINDS:
+            raise ValueError(f"unknown checkpoint kind {kind!r}; choices: {', '.join(CHECKPOINT_KINDS)}")
+        if self.run_dir is None:
+            return None
+        return self.run_dir.best_checkpoint if kind == "best" else self.run_dir.last_checkpoint
+
+    def save(self, kind: str, model, state: TrainingState) -> Path | None:
+        """Write a checkpoint of ``kind``; call on every rank (the head may need gathering)."""
+        path = self.path(kind)
+        if path is None:
+            return None
+        payload = model.checkpoint_payload(
+            training=state.state_dict(), config=self.config, run_name=self.run_name
+        )
+        if self.is_primary:
+            ckpt.save_checkpoint(payload, path)
+        if kind != "best":
+            self.last_saved_step = state.progress.step
+        return path
+
+    @property
+    def has_resumable(self) -> bool:
+        """Whether a checkpoint to resume from exists on disk now (said truthfully on errors)."""
+        return self.run_dir is not None and self.run_dir.last_checkpoint.is_file()
+
+
+def restore(model, state: TrainingState, payload: dict, device: torch.device) -> None:
+    """Continue from a loaded checkpoint: weights, optimizer, schedulers, scaler, RNG, step."""
+    training = payload.get("training")
+    if not training:
+        raise ValueError(f"{payload.get('path', 'checkpoint')}: has no training state to resume from")
+    model.backbone.load_state_dict(payload["backbone"]["state_dict"])
+    model.header.load_state_dict(payload["header"]["state_dict"])
+    model.to(device)
+    state.load_state_dict(training)
+
+
+def load_resume_source(source: str | Path | dict) -> dict:
+    """A loaded checkpoint from a path, a run directory (its last.pt) or an already loaded dict."""
+    return source if isinstance(source, dict) else ckpt.load_checkpoint(source, prefer="last")

@@ -1,0 +1,134 @@
+"""What a Trainer is built from: its data loader, its sinks, its run directory, its step limits."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from femb.training.control import TrainingControl
+from femb.training.events import EventSink
+from femb.training.options import FitOptions
+from femb.training.run_dir import RunDir, RunLock, new_run_dir
+from femb.training.runtime import Runtime
+from femb.training.sampler import EpochSampler
+
+
+def build_loader(
+    dataset, options: FitOptions, runtime: Runtime, seed: int
+) -> tuple[DataLoader, EpochSampler]:
+    """This rank's loader over its slice of a seeded permutation; a ragged last batch is kept
+    only when the slice is smaller than one batch (otherwise every step has the same size)."""
+    sampler = runtime.sampler(len(dataset), seed)
+    per_rank = len(sampler)
+    if per_rank == 0:
+        raise ValueError(
+            f"the training set ({len(dataset)} images) is smaller than the number of processes "
+            f"({runtime.world_size})"
+        )
+    loader = DataLoader(
+        dataset,
+        batch_size=options.batch_size,
+        sampler=sampler,
+        drop_last=per_rank >= options.batch_size,
+        num_workers=options.num_workers,
+        pin_memory=runtime.device.type == "cuda",
+        persistent_workers=False,
+    )
+    return loader, sampler
+
+
+def limits(samples_per_rank: int, options: FitOptions) -> tuple[int, int]:
+    """(steps per epoch, total steps): whichever of max_training_steps and max_epochs comes first."""
+    steps_per_epoch = max(1, samples_per_rank // options.batch_size)
+    candidates = [options.max_training_steps] if options.max_training_steps else []
+    if options.max_epochs:
+        candidates.append(options.max_epochs * steps_per_epoch)
+    return steps_per_epoch, min(candidates)
+
+
+def claim_run_dir(
+    options: FitOptions, runtime: Runtime, control: TrainingControl
+) -> tuple[RunDir | None, RunLock | None, list[str]]:
+    """The run directory, owned by this process alone, and notes for the log.
+
+    An earlier run in it is never overwritten (unless ``overwrite``); a stale control request
+    left there by a dead process is discarded, not obeyed. Only rank 0 touches the folder.
+    """
+    run_dir = options.run_dir
+    if run_dir is None and (options.tensorboard or options.checkpoint_every) and runtime.is_primary:
+        run_dir = new_run_dir(options.run_name or "fit")
+    if run_dir is None:
+        return None, None, []
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    if not runtime.is_primary:
+        return run_dir, None, []
+    run_dir.create()
+    lock = RunLock(run_dir).acquire()
+    try:
+        if options.resume is None and run_dir.holds_run():
+            if not options.overwrite:
+                run_dir.refuse_existing_run("run_dir")
+            run_dir.clear_run()
+        if options.resume is None and options.config:
+            run_dir.write_config(options.config)
+        stale = control.discard_requests(run_dir.control)
+    except BaseException:
+        lock.release()
+        raise
+    notes = [
+        f"ignored a stale {name!r} request left in {run_dir.control} by an earlier process" for name in stale
+    ]
+    if lock.stale_owner:
+        notes.append(f"took over the lock of process {lock.stale_owner}, which is no longer running")
+    return run_dir, lock, notes
+
+
+def build_sinks(
+    run_dir: RunDir | None, options: FitOptions, runtime: Runtime, projector
+) -> tuple[list[EventSink], list]:
+    """(sinks, closers): metrics.jsonl and TensorBoard on rank 0, then the caller's callbacks."""
+    sinks: list[EventSink] = []
+    closers: list = []
+    if runtime.is_primary and run_dir is not None:
+        from femb.training.sinks import JsonlSink
+
+        jsonl = JsonlSink(run_dir.metrics_file)
+        sinks.append(jsonl)
+        closers.append(jsonl.close)
+        if options.tensorboard:
+            from femb.training.sinks.tensorboard import TensorBoardSink
+
+            board = TensorBoardSink(
+                run_dir.tensorboard, projector if options.val_dataset is not None else None
+            )
+            sinks.append(board)
+            closers.append(board.close)
+    if runtime.is_primary:
+        sinks.extend(options.callbacks)
+    return sinks, closers
+
+
+class ThroughputMeter:
+    """Images per second over real images (a ragged last batch counts what it holds), all ranks."""
+
+    def __init__(self, step: int):
+        self.smoothed: float | None = None
+        self.restart(step)
+
+    def restart(self, step: int) -> None:
+        self.tick, self.step_at_tick, self.images = time.perf_counter(), step, 0
+
+    def count(self, images: int) -> None:
+        self.images += images
+
+    def read(self, step: int, runtime: Runtime) -> tuple[float, float]:
+        """(global images per second since the last read, smoothed steps per second)."""
+        now = time.perf_counter()
+        elapsed = max(now - self.tick, 1e-9)
+        images = runtime.sum(self.images)
+        steps_rate = (step - self.step_at_tick) / elapsed
+        self.smoothed = steps_rate if self.smoothed is None else 0.7 * self.smoothed + 0.3 * steps_rate
+        self.restart(step)
+        return images / elapsed, self.smoothed

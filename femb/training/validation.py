@@ -1,0 +1,64 @@
+"""Verification during training: the evaluator on the validation set, best-accuracy tracking,
+and the few validation embeddings the TensorBoard projector shows at the end."""
+
+from __future__ import annotations
+
+import torch
+
+from femb.training.checkpointing import Progress
+from femb.training.runtime import Runtime
+
+
+class Validation:
+    """Runs ``evaluator`` on rank 0 with the plain (unwrapped) backbone in eval mode."""
+
+    def __init__(self, evaluator, dataset, model, runtime: Runtime, batch_size: int):
+        self.evaluator, self.dataset = evaluator, dataset
+        self.model, self.runtime, self.batch_size = model, runtime, batch_size
+        if evaluator is not None and hasattr(evaluator, "check"):
+            evaluator.check(dataset)  # before any training time is spent
+
+    @property
+    def enabled(self) -> bool:
+        return self.evaluator is not None
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        with self.runtime.autocast():
+            return self.model.backbone(images.to(self.runtime.device, non_blocking=True)).float()
+
+    def run(self, progress: Progress) -> tuple[dict | None, bool]:
+        """(metrics on rank 0 — None elsewhere, whether they are the best so far — on every rank)."""
+        metrics, is_best = None, False
+        if self.runtime.is_primary:
+            backbone = self.model.backbone
+            backbone.eval()
+            try:
+                result = self.evaluator.evaluate(self.embed, self.dataset, batch_size=self.batch_size)
+            finally:
+                backbone.train()
+            metrics = result.to_dict()
+            is_best = progress.best_accuracy is None or metrics["accuracy"] > progress.best_accuracy
+            if is_best:
+                progress.best_accuracy = metrics["accuracy"]
+            progress.last_eval = {**metrics, "step": progress.step}
+        return metrics, self.runtime.any_rank(is_best)
+
+    def projector_sample(self, limit: int = 256):
+        """(embeddings, labels or None, images) of the first ``limit`` validation images.
+
+        A pairs set (a .bin) has unique images without identities; a labelled set has both.
+        """
+        source = getattr(self.dataset, "images", self.dataset)
+        items = [source[i] for i in range(min(limit, len(source)))]
+        if not items:
+            return None
+        labelled = isinstance(items[0], (tuple, list))
+        images = torch.stack([item[0] if labelled else item for item in items])
+        labels = [item[1] for item in items] if labelled else None
+        self.model.backbone.eval()
+        try:
+            embeddings = torch.cat([self.embed(chunk).cpu() for chunk in images.split(self.batch_size)])
+        finally:
+            self.model.backbone.train()
+        return embeddings, labels, images
