@@ -13,17 +13,16 @@ class JsonlSink:
     """Appends each event to ``metrics.jsonl``, flushed per line so another process can follow it.
 
     A write that failed part-way (a full disk, a file-size limit, a kill) leaves a torn last
-    line; the next writer starts on a fresh line so its first event is never glued onto it
-    (readers skip the torn line).
+    line: an event that was never whole. The next writer cuts it off before appending, so its
+    first event is never glued onto it and ``pandas.read_json(path, lines=True)`` keeps working
+    (readers skip a torn line they meet meanwhile).
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _cut_torn_tail(self.path)
         self._file = open(self.path, "ab")  # noqa: SIM115 - closed in close()
-        if self._file.tell() > 0 and not _ends_with_newline(self.path):
-            self._file.write(b"\n")
-            self._file.flush()
 
     def __call__(self, event: Event) -> None:
         line = json.dumps(json_safe(event), default=str) + "\n"
@@ -34,7 +33,21 @@ class JsonlSink:
         self._file.close()
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+def _cut_torn_tail(path: Path, window: int = 1 << 16) -> None:
+    """Truncate the file after its last newline when it does not end with one."""
+    if not path.is_file():
+        return
+    with open(path, "r+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - window)
+            handle.seek(start)
+            chunk = handle.read(end - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        if end != size:
+            handle.truncate(end)
