@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,7 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from femb.training.config import TrainConfig
-from femb.training.run_dir import RunLock
+from femb.training.run_dir import RunDir, RunLock, write_toml
+from femb.training.runtime import launched_world_size
 from femb_cli.app import app
 from femb_cli.errors import fail
 
@@ -162,6 +164,36 @@ def train_command(
             help="Replace the run already in --run-dir (never done without it).", rich_help_panel=RUN
         ),
     ] = False,
+    init_backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from these backbone weights: an arcface_torch backbone.pth, a MagFace checkpoint, "
+            "or a femb checkpoint / run directory (a fresh head is trained for your identities).",
+            rich_help_panel=MODEL,
+        ),
+    ] = DEFAULTS.init_backbone,
+    freeze_backbone_steps: Annotated[
+        int,
+        typer.Option(help="Fine-tuning: train only the head for the first N steps.", rich_help_panel=MODEL),
+    ] = DEFAULTS.freeze_backbone_steps,
+    backbone_lr_scale: Annotated[
+        float,
+        typer.Option(help="The backbone's learning rate as a multiple of --lr.", rich_help_panel=OPTIM),
+    ] = DEFAULTS.backbone_lr_scale,
+    sample_rate: Annotated[
+        float,
+        typer.Option(
+            help="Partial FC: the share (0, 1] of each process's class centres used per step.",
+            rich_help_panel=HEAD,
+        ),
+    ] = DEFAULTS.sample_rate,
+    nproc_per_node: Annotated[
+        int,
+        typer.Option(
+            help="Processes on this machine (torch.distributed; gloo on CPU, NCCL on CUDA).",
+            rich_help_panel=RUN,
+        ),
+    ] = 1,
 ) -> None:
     """Train a face-embedding backbone with a margin head (default: the built-in synthetic faces)."""
     from femb.training.devices import resolve_amp, resolve_device
@@ -170,7 +202,7 @@ def train_command(
     options = {
         key: str(value) if isinstance(value, Path) else value
         for key, value in ctx.params.items()
-        if key not in ("config", "resume", "dashboard", "overwrite")
+        if key not in ("config", "resume", "dashboard", "overwrite", "nproc_per_node")
     }
     # Compared by name: typer vendors its own click in recent versions.
     explicit = {key for key in options if getattr(ctx.get_parameter_source(key), "name", "") == "COMMANDLINE"}
@@ -178,8 +210,9 @@ def train_command(
         if resume is not None:
             train_config, folder = load_run_config(resume)
             _apply_on_resume(train_config, options, explicit, config)
-            with RunLock(folder):  # refused at once when another process owns the run
-                pass
+            if int(os.environ.get("RANK", "0")) == 0:
+                with RunLock(folder):  # refused at once when another process owns the run
+                    pass
         else:
             train_config = TrainConfig.from_dict(
                 _merge(options, explicit, config), source=str(config or "options")
@@ -187,17 +220,41 @@ def train_command(
             folder = None
         # Device and precision are checked before anything is written.
         resolve_amp(train_config.amp, resolve_device(train_config.device))
+        if nproc_per_node > 1 and launched_world_size() == 1:
+            folder = folder or prepare_run_dir(train_config, overwrite=overwrite)
+            raise typer.Exit(_launch(nproc_per_node, train_config, folder, resume, dashboard, overwrite))
         datasets = build_datasets(train_config)
+        if folder is None and int(os.environ.get("RANK", "0")) > 0:
+            folder = RunDir(Path(train_config.run_dir))  # rank 0 owns and checks the folder
         folder = folder or prepare_run_dir(train_config, overwrite=overwrite)
     except ValueError as error:
         raise fail(str(error)) from None
 
-    use_dashboard = sys.stdout.isatty() if dashboard is None else dashboard
+    is_primary = int(os.environ.get("RANK", "0")) == 0
+    use_dashboard = is_primary and (sys.stdout.isatty() if dashboard is None else dashboard)
     from femb_cli.run_training import run_with_dashboard, run_with_progress
 
     runner = run_with_dashboard if use_dashboard else run_with_progress
     code = runner(train_config, folder, datasets=datasets, resume=resume is not None, overwrite=overwrite)
     raise typer.Exit(code)
+
+
+def _launch(nproc: int, train_config: TrainConfig, folder: RunDir, resume, dashboard, overwrite) -> int:
+    """Start the workers of this command: the same resolved options, the same run directory."""
+    from femb_cli.launch import launch_workers
+
+    if resume is not None:
+        args = ["train", "--resume", str(folder.path), "--device", train_config.device]
+        args += ["--workers", str(train_config.workers)]
+    else:
+        train_config.run_dir = str(folder.path)
+        launch_file = folder.path / "launch.toml"  # not a run yet: the workers start it
+        write_toml(launch_file, train_config.to_dict())
+        args = ["train", "--config", str(launch_file), "--run-dir", str(folder.path)]
+        args += ["--overwrite"] if overwrite else []
+    if dashboard is not None:
+        args.append("--dashboard" if dashboard else "--no-dashboard")
+    return launch_workers(nproc, args)
 
 
 # Where a resumed run executes may change; the recipe (model, data, schedule) stays the recorded one.

@@ -203,8 +203,11 @@ class MarginHeader(Header):
             if self.training:
                 with torch.no_grad():
                     self.update_statistics(cos_target.detach(), norms.detach(), valid)
-            target = torch.where(valid, self.margin(cos_target, norms, valid) * scale, scaled_target)
+            margin_target = self.margin(cos_target, norms, valid) * scale
             logits = self.non_target_logits(logits, cos_target, valid, scale)
+            # A row labelled -1 keeps column 0 as non_target_logits left it (on a shard,
+            # CurricularFace re-weights rows whose class another shard holds).
+            target = torch.where(valid, margin_target, logits[rows, columns])
             logits.index_put_((rows, columns), target)
         return logits
 

@@ -120,14 +120,21 @@ class Checkpointer:
             return None
         return self.run_dir.best_checkpoint if kind == "best" else self.run_dir.last_checkpoint
 
-    def save(self, kind: str, model, state: TrainingState) -> Path | None:
-        """Write a checkpoint of ``kind``; call on every rank (the head may need gathering)."""
+    def save(self, kind: str, model, state: TrainingState, objective) -> Path | None:
+        """Write a checkpoint of ``kind``; call on every rank (a sharded head is gathered)."""
         path = self.path(kind)
         if path is None:
             return None
+        header, head_rows = objective.head_checkpoint()
+        training = {
+            **state.state_dict(),
+            "optimizer": objective.optimizer_state_without_head(),
+            "head_rows": head_rows,
+        }
         payload = model.checkpoint_payload(
-            training=state.state_dict(), config=self.config, run_name=self.run_name
+            training=training, config=self.config, run_name=self.run_name, include_header=False
         )
+        payload["header"] = header  # the full head, whatever the number of processes
         if self.is_primary:
             ckpt.save_checkpoint(payload, path)
         if kind != "best":
@@ -140,15 +147,19 @@ class Checkpointer:
         return self.run_dir is not None and self.run_dir.last_checkpoint.is_file()
 
 
-def restore(model, state: TrainingState, payload: dict, device: torch.device) -> None:
-    """Continue from a loaded checkpoint: weights, optimizer, schedulers, scaler, RNG, step."""
+def restore(model, state: TrainingState, payload: dict, device: torch.device, objective) -> None:
+    """Continue from a loaded checkpoint: weights, optimizer, schedulers, scaler, RNG, step.
+
+    The head comes back whole or as this rank's block, with its rows' optimizer state, whatever
+    the number of processes that saved it.
+    """
     training = payload.get("training")
-    if not training:
+    if not training or not payload.get("header"):
         raise ValueError(f"{payload.get('path', 'checkpoint')}: has no training state to resume from")
     model.backbone.load_state_dict(payload["backbone"]["state_dict"])
-    model.header.load_state_dict(payload["header"]["state_dict"])
     model.to(device)
-    state.load_state_dict(training)
+    state.load_state_dict(training)  # the optimizer first: loading it replaces every row's state
+    objective.load_head(payload["header"], training.get("head_rows"))
 
 
 def load_resume_source(source: str | Path | dict) -> dict:

@@ -17,13 +17,22 @@ from typing import Any
 
 import torch
 
+from femb.errors import one_line
 from femb.training import checkpointing
 from femb.training.checkpointing import Checkpointer, TrainingState
 from femb.training.control import TrainingControl
 from femb.training.events import Event, make_event
+from femb.training.objective import Objective
 from femb.training.options import FitOptions, fit_signature
-from femb.training.runtime import Runtime
-from femb.training.setup import ThroughputMeter, build_loader, build_sinks, claim_run_dir, limits
+from femb.training.runtime import TIMEOUT_ENV, PeerLostError, Runtime, is_collective_failure
+from femb.training.setup import (
+    ThroughputMeter,
+    build_loader,
+    build_sinks,
+    claim_run_dir,
+    limits,
+    recipe_description,
+)
 from femb.training.validation import Validation
 
 
@@ -81,6 +90,9 @@ class Trainer:
             optimizer, runtime.grad_scaler(), options.lr_global_step_scheduler, options.lr_epoch_scheduler
         )
         self.state.progress.total_steps = total_steps
+        self.num_classes = model.num_classes
+        runtime.same_everywhere(recipe_description(model, options, total_steps, len(train_dataset)))
+        self.objective = Objective(model, optimizer, runtime, options.sample_rate, self.seed)
         self.run_dir, self.lock, self._notes = claim_run_dir(options, runtime, self.control)
         try:
             self.run_name = options.run_name or (self.run_dir.name if self.run_dir else None)
@@ -99,6 +111,7 @@ class Trainer:
         self.backbone = runtime.wrap(model.backbone)
         self.log_every = options.log_every or (1 if self.device.type == "cpu" else 10)
         self.meter = ThroughputMeter(0)
+        self._evaluated_at: int | None = None
 
     @property
     def progress(self) -> checkpointing.Progress:
@@ -118,7 +131,7 @@ class Trainer:
         self.emit("log", level=level, message=message)
 
     def save(self, kind: str) -> Path | None:
-        path = self.checkpointer.save(kind, self.model, self.state)
+        path = self.checkpointer.save(kind, self.model, self.state, self.objective)
         if path is not None:
             self.emit("checkpoint", step=self.step, path=str(path), kind=kind)
         return path
@@ -127,6 +140,7 @@ class Trainer:
         if not self.validation.enabled:
             return None
         metrics, is_best = self.validation.run(self.progress)
+        self._evaluated_at = self.step  # on every rank (only rank 0 holds the metrics)
         if metrics is not None:
             self.history.append({"event": "eval", **self.progress.last_eval})
             best = self.progress.best_accuracy
@@ -146,19 +160,20 @@ class Trainer:
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
-        with self.runtime.autocast():
+        frozen = self.step < self.options.freeze_backbone_steps
+        with self.runtime.autocast(), torch.set_grad_enabled(not frozen):
             embeddings = self.backbone(images)
-        loss = self.model.compute_loss(embeddings, labels)
+        loss = self.objective.loss(embeddings, labels)
         optimizer, scaler = self.state.optimizer, self.state.scaler
         optimizer.zero_grad(set_to_none=True)
         if self.options.skip_nonfinite and self.runtime.any_rank(not bool(torch.isfinite(loss))):
             self.log(f"step {self.step + 1}: non-finite loss ({loss.item()}); step skipped", "warning")
             return loss.detach(), embeddings.detach()
-        scaler.scale(loss).backward()
+        scaler.scale(loss * self.objective.backward_scale).backward()
         if self.options.grad_clip:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
-        scaler.step(optimizer)
+        self.objective.optimizer_step(lambda: scaler.step(optimizer))
         scaler.update()
         if self.state.step_scheduler is not None:
             self.state.step_scheduler.step()
@@ -182,7 +197,7 @@ class Trainer:
     def run(self) -> FitResult:
         if self.options.resume is not None:
             source = checkpointing.load_resume_source(self.options.resume)
-            checkpointing.restore(self.model, self.state, source, self.device)
+            checkpointing.restore(self.model, self.state, source, self.device, self.objective)
         self.model.to(self.device)
         self.model.train()
         restore_signals = self.control.install_signal_handlers()
@@ -197,10 +212,18 @@ class Trainer:
             raise
         except Exception as error:
             reason, message = "error", f"{type(error).__name__}: {error}"
+            if self.runtime.distributed and is_collective_failure(error):
+                raise PeerLostError(
+                    f"rank {self.runtime.rank} of {self.runtime.world_size} lost its peers at step "
+                    f"{self.step + 1} (another rank died, or hung past {TIMEOUT_ENV}): {one_line(error)}"
+                ) from error
             raise
         finally:
             restore_signals()
             self._finish(reason, message)
+        # Every rank leaves together: one that exits first would cut a peer's last collective.
+        self.runtime.barrier()
+        self.runtime.shutdown()
         progress = self.progress
         run_path = self.run_dir.path if self.run_dir else None
         return FitResult(
@@ -235,9 +258,7 @@ class Trainer:
             if self.step % self.steps_per_epoch == 0 and self.state.epoch_scheduler is not None:
                 self.state.epoch_scheduler.step()
         progress.epoch = self.step // self.steps_per_epoch
-        if self.validation.enabled and (
-            not progress.last_eval or progress.last_eval.get("step") != self.step
-        ):
+        if self.validation.enabled and self._evaluated_at != self.step:
             self.evaluate()
         if self.checkpointer.last_saved_step != self.step:
             self.save("last")
@@ -316,7 +337,7 @@ class Trainer:
             total_steps=progress.total_steps,
             steps_per_epoch=self.steps_per_epoch,
             start_step=progress.step,
-            num_classes=model.num_classes,
+            num_classes=self.num_classes,
             num_parameters=sum(p.numel() for p in model.backbone.parameters()),
             device=str(self.device),
             batch_size=self.options.batch_size,

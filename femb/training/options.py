@@ -69,6 +69,8 @@ class FitOptions:
     config: dict | None = None  # saved in the run and in checkpoints
     eval_batch_size: int | None = None
     overwrite: bool = False  # allow a run directory that already holds a run (never the default)
+    sample_rate: float = 1.0  # Partial FC: the share of each rank's class centres used per step
+    freeze_backbone_steps: int = 0  # train only the head for the first N steps (fine-tuning)
 
     @classmethod
     def from_call(cls, args: tuple, kwargs: dict[str, Any], base: FitOptions | None = None) -> FitOptions:
@@ -103,6 +105,9 @@ class FitOptions:
             _non_negative_int(name, getattr(self, name))
         if not self.max_training_steps and not self.max_epochs:
             raise ValueError("set max_training_steps or max_epochs (0 means unused; both are 0)")
+        _non_negative_int("freeze_backbone_steps", self.freeze_backbone_steps)
+        if not isinstance(self.sample_rate, (int, float)) or not 0.0 < self.sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate!r}")
         if self.log_every is not None:
             _positive_int("log_every", self.log_every)
         if self.eval_batch_size is not None:

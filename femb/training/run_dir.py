@@ -100,8 +100,7 @@ class RunDir:
         self.create()
 
     def write_config(self, config: dict) -> None:
-        clean = {k: v for k, v in config.items() if v is not None}  # TOML has no null
-        atomic_write_bytes(self.config_file, tomli_w.dumps(clean).encode("utf-8"))
+        write_toml(self.config_file, config)
 
     def read_config(self) -> dict:
         return read_toml(self.config_file)
@@ -116,6 +115,11 @@ def new_run_dir(name: str = "run", root: str | os.PathLike = "runs") -> RunDir:
         counter += 1
         path = base.with_name(f"{base.name}-{counter}")
     return RunDir(path).create()
+
+
+def write_toml(path: str | os.PathLike, values: dict) -> None:
+    clean = {k: v for k, v in values.items() if v is not None}  # TOML has no null
+    atomic_write_bytes(path, tomli_w.dumps(clean).encode("utf-8"))
 
 
 def read_toml(path: str | os.PathLike) -> dict:

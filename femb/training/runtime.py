@@ -162,3 +162,14 @@ class Runtime:
     def _collective_device(self) -> torch.device:
         # NCCL only reduces CUDA tensors; gloo only CPU ones.
         return self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+class PeerLostError(ConnectionError):
+    """A collective failed: another rank died or hung. An OSError, so the CLI says it in one line."""
+
+
+def is_collective_failure(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, torch.distributed.DistError) or any(
+        marker in text for marker in ("gloo", "NCCL", "Connection closed by peer", "Timed out")
+    )

@@ -132,3 +132,18 @@ class ThroughputMeter:
         self.smoothed = steps_rate if self.smoothed is None else 0.7 * self.smoothed + 0.3 * steps_rate
         self.restart(step)
         return images / elapsed, self.smoothed
+
+
+def recipe_description(model, options: FitOptions, total_steps: int, num_images: int) -> dict:
+    """What every rank must agree on; a rank started otherwise is refused before the first step."""
+    from femb.headers import header_spec
+
+    return {
+        "head": header_spec(model.header) if model.header is not None else None,
+        "backbone": getattr(model.backbone, "femb_spec", type(model.backbone).__name__),
+        "train images": num_images,
+        "seed": options.seed,
+        "batch_size": options.batch_size,
+        "total_steps": total_steps,
+        "sample_rate": options.sample_rate,
+    }

@@ -64,15 +64,8 @@ class TargetEmaHead(MarginHeader):
         return cos_target - self.t
 
 
-# MarginHeader.forward writes back, for a row labelled −1 on this shard, the column-0 logit as it
-# was *before* `non_target_logits`: it undoes CurricularFace's re-weighting of that row's
-# column 0, which a shard applies to rows whose class another shard holds. Fixed in
-# femb/headers/base.py by reading the kept value after `non_target_logits`; strict, so that the
-# fix shows here.
-BASE_WRITE_BACK_BUG = pytest.mark.xfail(
-    strict=True, reason="base.py restores the pre-non_target_logits column 0 of rows labelled -1"
-)
-SHARDED_XFAIL = {"curricularface": BASE_WRITE_BACK_BUG}
+# Heads known not to shard exactly (none today); a strict xfail here would show a fix.
+SHARDED_XFAIL: dict = {}
 
 
 def sharded_cases() -> list:
