@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -23,10 +24,24 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _debug(value: bool) -> None:
+    if value:
+        os.environ["FEMB_DEBUG"] = "1"  # read by femb_cli.main when an exception reaches the top
+
+
 @app.callback()
 def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            callback=_debug,
+            is_eager=True,
+            help="Show the Python traceback of an unexpected error (also: FEMB_DEBUG=1).",
+        ),
     ] = False,
 ) -> None:
     """femb: train → export → verify face embeddings."""

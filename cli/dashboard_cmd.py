@@ -36,4 +36,7 @@ def dashboard_command(
         raise fail(f"{run_dir}: no metrics.jsonl (not a femb run directory, or its run has not started yet)")
     from femb_cli.dashboard import create_dashboard_app
 
-    create_dashboard_app(follow_run_dir=run_dir, replay=replay).run()
+    dashboard = create_dashboard_app(follow_run_dir=run_dir, replay=replay)
+    dashboard.run()
+    if dashboard.return_code:  # Textual has printed what crashed; the shell must see it too
+        raise typer.Exit(dashboard.return_code)

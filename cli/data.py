@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from femb.errors import one_line
 from femb_cli.app import app
 from femb_cli.errors import fail
 
@@ -23,10 +24,6 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 @contextmanager
 def _warnings_as_lines() -> Iterator[None]:
     """Library warnings (skipped images, shrunk pair counts) become `warning:` lines on stderr."""
@@ -34,7 +31,7 @@ def _warnings_as_lines() -> Iterator[None]:
         warnings.simplefilter("always", UserWarning)
         yield
     for warning in caught:
-        typer.echo(f"warning: {_one_line(warning.message)}", err=True)
+        typer.echo(f"warning: {one_line(warning.message)}", err=True)
 
 
 @contextmanager
@@ -43,7 +40,7 @@ def _data_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, OSError) as error:  # DataFormatError, ImageLoadError, UnsafePickleError included
-        raise fail(_one_line(error)) from None
+        raise fail(one_line(error)) from None
 
 
 @data_app.command("pack")
@@ -157,7 +154,7 @@ def _check_images(sources: Iterator[tuple[str, Callable[[], bytes]]], limit: int
                 sizes[f"{image.width}x{image.height}"] += 1
         except (OSError, ValueError, SyntaxError) as error:  # PIL's errors and DataFormatError
             bad += 1
-            first_bad = first_bad or f"{name}: {_one_line(error)}"
+            first_bad = first_bad or f"{name}: {one_line(error)}"
     return {"image_sizes": dict(sizes.most_common()), "checked": checked, "bad": bad, "first_bad": first_bad}
 
 

@@ -42,6 +42,12 @@ def demo_command(
     provider: Annotated[str, typer.Option(help="onnxruntime provider: auto | cuda | cpu.")] = "auto",
 ) -> None:
     """Train → export → verify on the built-in synthetic faces, printing the verification table."""
+    from femb.inference.providers import parse_provider
+
+    try:  # step 3's option, checked before step 1 spends minutes training
+        provider = parse_provider(provider)
+    except ValueError as error:
+        raise fail(f"--provider {provider}: {error}") from None
     from femb.data import SyntheticFaces, pairs_from_labelled, write_pairs_dataset_bin
     from femb.training.config import TrainConfig
     from femb.training.recipe import build_datasets, prepare_run_dir

@@ -1,11 +1,49 @@
-"""One-line errors for the command line: printed to stderr, then a non-zero exit."""
+"""One-line errors for the command line: printed to stderr, then a non-zero exit.
+
+Commands raise ``fail(message)`` for what they check themselves. Everything else that reaches
+the top is turned into one line by :func:`report_uncaught`, called once, from ``femb_cli.main``:
+
+- ``ValueError`` and ``OSError`` (bad input, a missing or read-only file, a full disk, a file-size
+  limit): ``error: <what, naming the file or option>``, exit 2;
+- ``MemoryError``: ``error: out of memory: …``, exit 2;
+- anything else is a bug in femb: ``error: internal error …`` with the hint to rerun with
+  ``FEMB_DEBUG=1`` (or ``femb --debug``), which shows the traceback instead; exit 1.
+"""
 
 from __future__ import annotations
 
+import os
+
 import typer
+
+from femb.errors import one_line
+
+DEBUG_ENV = "FEMB_DEBUG"
+BAD_INPUT_EXIT, INTERNAL_ERROR_EXIT = 2, 1
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr and return the Exit to raise."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
+
+
+def debug_enabled() -> bool:
+    """``FEMB_DEBUG`` set to anything but empty/0/false/no (``femb --debug`` sets it)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def report_uncaught(error: BaseException) -> int:
+    """Print the one ``error:`` line for an exception no command handled; returns the exit code."""
+    if isinstance(error, (ValueError, OSError)):
+        fail(one_line(error))
+        return BAD_INPUT_EXIT
+    if isinstance(error, MemoryError):
+        fail("out of memory: try smaller sizes (--batch-size, --embed-dim, fewer identities)")
+        return BAD_INPUT_EXIT
+    fail(
+        f"internal error: {type(error).__name__}: {one_line(error)} "
+        f"(a bug in femb; rerun with {DEBUG_ENV}=1 to see the traceback)",
+        code=INTERNAL_ERROR_EXIT,
+    )
+    return INTERNAL_ERROR_EXIT

@@ -36,7 +36,7 @@ from femb.training.control import TrainingControl
 from femb.training.events import Event, EventFollower, EventSink
 from femb_cli.dashboard.feed import EventFeed
 from femb_cli.dashboard.screens import CANCEL, DETACH, STOP, ConfirmStopScreen
-from femb_cli.dashboard.state import RunState, fmt, one_line_summary
+from femb_cli.dashboard.state import RunState, as_count, as_text, fmt, one_line_summary
 from femb_cli.dashboard.steering import InProcessSteering, RunDirSteering, Steering
 from femb_cli.dashboard.widgets import AccuracyPlot, ConfigPanel, LossPlot, MetricsPanel, RunLog, StatusBar
 
@@ -203,13 +203,15 @@ class DashboardApp(App[None]):
         for event in events:
             try:
                 self.state.apply(event)
-            except (TypeError, ValueError) as error:  # a hand-edited or foreign metrics line
-                log.add(f"warning: skipped a malformed {event.get('event')!r} event: {error}", "warning")
+                kind = event.get("event")
+                described = [] if kind == "step" else self._describe(event)
+            except (TypeError, ValueError, ArithmeticError) as error:  # a hand-edited or foreign line
+                name = as_text(event.get("event"), 20) if isinstance(event, dict) else None
+                log.add(f"warning: skipped a malformed {name!r} event: {error}", "warning")
                 continue
-            kind = event.get("event")
             if kind == "step":
                 continue
-            for message, style in self._describe(event):
+            for message, style in described:
                 log.add(message, style)
             if kind == "pause":
                 self._pause_wanted = self.state.paused
@@ -225,49 +227,50 @@ class DashboardApp(App[None]):
             self._on_run_ended()
 
     def _describe(self, event: Event) -> list[tuple[str, str]]:
-        kind, step = event.get("event"), event.get("step")
+        # Fields are read through the state's type checks: a metrics file is untrusted input.
+        kind, step = event.get("event"), as_count(event.get("step"))
+        at = "?" if step is None else f"{step}"
         if kind == "start":
-            where = f" from step {event['start_step']:,}" if event.get("start_step") else ""
-            total = f"{event['total_steps']:,}" if event.get("total_steps") else "?"
+            start_step, total_steps = as_count(event.get("start_step")), as_count(event.get("total_steps"))
+            where = f" from step {start_step:,}" if start_step else ""
+            total = f"{total_steps:,}" if total_steps else "?"
             return [
                 (
-                    f"training {event.get('run_name') or 'run'} on {event.get('device') or '?'}: "
-                    f"{total} steps{where}",
+                    f"training {as_text(event.get('run_name')) or 'run'} on "
+                    f"{as_text(event.get('device')) or '?'}: {total} steps{where}",
                     "action",
                 )
             ]
         if kind == "eval":
-            best = " (best)" if event.get("is_best") else ""
+            best = " (best)" if event.get("is_best") is True else ""
             return [
                 (
-                    f"step {step}: accuracy {fmt(event.get('accuracy'))} ± {fmt(event.get('accuracy_std'))}  "
+                    f"step {at}: accuracy {fmt(event.get('accuracy'))} ± {fmt(event.get('accuracy_std'))}  "
                     f"EER {fmt(event.get('eer'))}  AUC {fmt(event.get('auc'))}{best}",
-                    "good" if event.get("is_best") else "info",
+                    "good" if best else "info",
                 )
             ]
         if kind == "checkpoint":
-            return [
-                (
-                    f"step {step}: checkpoint ({event.get('kind')}) → {self._short_path(event.get('path'))}",
-                    "info",
-                )
-            ]
+            path, saved = as_text(event.get("path"), 4096), as_text(event.get("kind"), 20)
+            return [(f"step {at}: checkpoint ({saved}) → {self._short_path(path)}", "info")]
         if kind == "log":
-            level = event.get("level", "info")
+            level = event.get("level")
+            level = level if isinstance(level, str) and level in RunLog.STYLES else "info"
             prefix = "" if level == "info" else f"{level}: "
-            return [(f"{prefix}{event.get('message', '')}", level)]
+            return [(f"{prefix}{as_text(event.get('message'), 1000) or ''}", level)]
         if kind == "pause":
-            return [(f"{'paused' if event.get('paused') else 'resumed'} at step {step}", "warning")]
+            return [(f"{'paused' if event.get('paused') is True else 'resumed'} at step {at}", "warning")]
         if kind == "end":
-            reason = event.get("reason", "ended")
+            reason = as_text(event.get("reason"), 40) or "ended"
             lines = [
                 (
-                    f"{reason} at step {step}: {event.get('message', '')}",
+                    f"{reason} at step {at}: {as_text(event.get('message'), 1000) or ''}",
                     "good" if reason == "completed" else "warning",
                 )
             ]
-            if event.get("resume_command"):
-                lines.append((f"resume with: {event['resume_command']}", "action"))
+            resume_command = as_text(event.get("resume_command"), 4096)
+            if resume_command:
+                lines.append((f"resume with: {resume_command}", "action"))
             return lines
         return []
 

@@ -49,15 +49,41 @@ class Series:
         return xs, ys
 
 
+# Counts (steps, classes, parameters) beyond this are not from a real run: shown as unknown.
+MAX_COUNT = 10**15
+# Values a plot can scale to without overflowing its axis arithmetic.
+MAX_PLOTTED = 1e15
+
+
 def _number(value: Any) -> float | None:
-    # Metrics files write NaN/inf as null; a missing metric is simply not shown.
-    if isinstance(value, bool) or value is None:
+    # Metrics files write NaN/inf as null; a missing metric is simply not shown. A metrics file is
+    # input like any other: strings, lists and 5000-digit integers are "not a number" too.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (OverflowError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def as_count(value: Any) -> int | None:
+    """A step, epoch or size: a whole number in ``[0, MAX_COUNT]``, else None."""
+    number = _number(value)
+    if number is None or not 0 <= number <= MAX_COUNT or not float(number).is_integer():
+        return None
+    return int(number)
+
+
+def as_text(value: Any, limit: int = 200) -> str | None:
+    """A short plain string (names, reasons, paths), else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _plottable(value: float | None) -> bool:
+    return value is not None and abs(value) <= MAX_PLOTTED
 
 
 @dataclass
@@ -102,30 +128,44 @@ class RunState:
         return min(1.0, self.step / self.total_steps)
 
     def apply(self, event: Event) -> None:
-        """Fold one event in; unknown kinds and missing fields are tolerated (files from other versions)."""
+        """Fold one event in; unknown kinds and missing fields are tolerated (files from other versions).
+
+        Every field is checked for its type as it is read: a wrong one (``"loss": [1]``, a string,
+        a 300-digit number) counts as missing, so nothing stored can break a widget later. A step
+        event whose step is unusable raises ``ValueError`` (the dashboard logs and skips it)."""
+        if not isinstance(event, dict):
+            raise ValueError(f"an event is a JSON object, not {type(event).__name__}")
         self.events_seen += 1
-        handler = getattr(self, f"_on_{event.get('event')}", None)
+        kind = event.get("event")
+        handler = (
+            getattr(self, f"_on_{kind}", None) if isinstance(kind, str) and kind.isidentifier() else None
+        )
         if handler is not None:
             handler(event)
 
     def _on_start(self, event: Event) -> None:
         # A resumed run appends a second start event to the same file: keep the curves, reopen the run.
         self.started, self.ended, self.end, self.paused = True, False, None, False
-        self.run_name = event.get("run_name") or self.run_name
-        self.run_dir = event.get("run_dir") or self.run_dir
-        self.device = event.get("device") or self.device
-        self.config = dict(event.get("config") or {})
-        self.batch_size = event.get("batch_size") or self.config.get("batch_size")
-        self.num_classes = event.get("num_classes")
-        self.num_parameters = event.get("num_parameters")
-        self.total_steps = event.get("total_steps")
-        self.steps_per_epoch = event.get("steps_per_epoch")
-        self.start_step = int(event.get("start_step") or 0)
+        self.run_name = as_text(event.get("run_name")) or self.run_name
+        self.run_dir = as_text(event.get("run_dir"), 4096) or self.run_dir
+        self.device = as_text(event.get("device")) or self.device
+        config = event.get("config")
+        self.config = dict(config) if isinstance(config, dict) else {}
+        self.batch_size = as_count(event.get("batch_size")) or as_count(self.config.get("batch_size"))
+        self.num_classes = as_count(event.get("num_classes"))
+        self.num_parameters = as_count(event.get("num_parameters"))
+        self.total_steps = as_count(event.get("total_steps"))
+        self.steps_per_epoch = as_count(event.get("steps_per_epoch"))
+        self.start_step = as_count(event.get("start_step")) or 0
         self.step = max(self.step, self.start_step)
 
     def _on_step(self, event: Event) -> None:
-        self.step = int(event.get("step", self.step))
-        self.epoch = int(event.get("epoch", self.epoch))
+        step = as_count(event.get("step", self.step))
+        if step is None:
+            raise ValueError(f"step {_short(event.get('step'))} is not a step number")
+        self.step = step
+        epoch = as_count(event.get("epoch", self.epoch))
+        self.epoch = self.epoch if epoch is None else epoch
         self.lr = _number(event.get("lr"))
         self.images_per_s = _number(event.get("images_per_s"))
         self.eta_s = _number(event.get("eta_s"))
@@ -133,34 +173,51 @@ class RunState:
         self.emb_norm_std = _number(event.get("emb_norm_std"))
         loss = _number(event.get("loss"))
         self.loss = loss
-        if loss is not None:
+        if _plottable(loss):  # a loss of 1e308 is shown as a number but kept off the curve
             # Debiased EMA (as TensorBoard smooths): the first points are not dragged towards zero.
             self._ema_count += 1
             self._ema_raw = EMA_BETA * self._ema_raw + (1 - EMA_BETA) * loss
             self.loss_ema = self._ema_raw / (1 - EMA_BETA**self._ema_count)
             self.loss_curve.add(self.step, loss)
             self.loss_ema_curve.add(self.step, self.loss_ema)
-        if self.lr is not None:
+        if _plottable(self.lr):
             self.lr_curve.add(self.step, self.lr)
 
     def _on_eval(self, event: Event) -> None:
-        self.last_eval = dict(event)
-        self.step = max(self.step, int(event.get("step") or 0))
-        accuracy = _number(event.get("accuracy"))
-        if accuracy is not None:
-            self.accuracy_curve.add(int(event.get("step") or self.step), accuracy)
-            best = _number((self.best_eval or {}).get("accuracy"))
-            if best is None or accuracy > best or event.get("is_best"):
-                self.best_eval = dict(event)
+        # Only the fields the widgets show, each as its type (a hand-edited line cannot inject markup).
+        step = as_count(event.get("step"))
+        clean = {key: _number(event.get(key)) for key in EVAL_NUMBERS}
+        clean.update(step=step, is_best=event.get("is_best") is True)
+        self.last_eval = clean
+        self.step = max(self.step, step or 0)
+        accuracy = clean["accuracy"]
+        if accuracy is not None and 0.0 <= accuracy <= 1.0:
+            self.accuracy_curve.add(self.step if step is None else step, accuracy)
+            best = (self.best_eval or {}).get("accuracy")
+            if best is None or accuracy > best or clean["is_best"]:
+                self.best_eval = clean
 
     def _on_pause(self, event: Event) -> None:
-        self.paused = bool(event.get("paused"))
+        self.paused = event.get("paused") is True
 
     def _on_end(self, event: Event) -> None:
         self.ended, self.paused = True, False
-        self.end = dict(event)
-        self.step = int(event.get("step") or self.step)
+        self.end = {
+            "step": as_count(event.get("step")),
+            "reason": as_text(event.get("reason"), 40),
+            "message": as_text(event.get("message"), 1000),
+            "resume_command": as_text(event.get("resume_command"), 4096),
+        }
+        self.step = self.end["step"] or self.step
         self.eta_s = None
+
+
+EVAL_NUMBERS = ("accuracy", "accuracy_std", "threshold", "eer", "auc", "tar_at_far_1e-3", "tar_at_far_1e-4")
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 # ---------------------------------------------------------------------------------------- formatting
@@ -195,7 +252,7 @@ def integer_ticks(low: float, high: float, count: int = 5) -> list[int]:
 
 def status_word(state: RunState) -> str:
     if state.ended:
-        return (state.end or {}).get("reason") or "ended"
+        return as_text((state.end or {}).get("reason")) or "ended"
     if state.paused:
         return "paused"
     return "running" if state.started else "waiting"
@@ -204,36 +261,38 @@ def status_word(state: RunState) -> str:
 def config_summary(state: RunState) -> list[tuple[str, str]]:
     """(label, value) rows of what the run is: the start event's config, with fallbacks."""
     config = state.config
-    head = config.get("head")
+    # The config comes from the file as it is: every value is checked for its type here.
+    names = ("head", "backbone", "data", "optimizer", "scheduler")
+    text = {key: as_text(config.get(key), 60) for key in names}
+    numbers = {key: _number(config.get(key)) for key in ("s", "m", "m1", "m2", "m3", "lambda_g", "lr")}
     head_options = " ".join(
-        f"{key}={config[key]:g}" if isinstance(config[key], float) else f"{key}={config[key]}"
+        f"{key}={numbers[key]:g}"
         for key in ("s", "m", "m1", "m2", "m3", "lambda_g")
-        if config.get(key) is not None
+        if numbers[key] is not None
     )
+    embed_dim = as_count(config.get("embed_dim"))
+    amp = as_text(config.get("amp"), 20)
     classes = f"({state.num_classes:,} classes)" if state.num_classes else None
     embedding = _join(
-        f"{config['embed_dim']}-d" if config.get("embed_dim") else None,
+        f"{embed_dim}-d" if embed_dim else None,
         f"{state.num_parameters / 1e6:.2f}M params" if state.num_parameters else None,
     )
     rows = [
         ("run", state.run_name),
-        ("backbone", config.get("backbone")),
+        ("backbone", text["backbone"]),
         ("embed", embedding),
-        ("head", _join(head, head_options or None)),
-        ("data", _join(config.get("data"), classes)),
+        ("head", _join(text["head"], head_options or None)),
+        ("data", _join(text["data"], classes)),
         ("batch", str(state.batch_size) if state.batch_size else None),
         (
             "optim",
             _join(
-                config.get("optimizer"),
-                f"lr {config['lr']:g}" if config.get("lr") is not None else None,
-                config.get("scheduler"),
+                text["optimizer"],
+                f"lr {numbers['lr']:g}" if numbers["lr"] is not None else None,
+                text["scheduler"],
             ),
         ),
-        (
-            "device",
-            _join(state.device, f"amp {config['amp']}" if config.get("amp") not in (None, "none") else None),
-        ),
+        ("device", _join(state.device, f"amp {amp}" if amp not in (None, "none") else None)),
         ("steps", f"{state.total_steps:,}" if state.total_steps else None),
     ]
     return [(label, str(value)) for label, value in rows if value]

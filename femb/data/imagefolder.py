@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,10 +29,13 @@ class ImageFolderDataset(LabelledFaces):
     ``labels`` are stable across runs and machines. Images inside an identity folder are found
     recursively and sorted by path. ``__getitem__`` returns ``(float32 3×112×112 tensor, label)``.
 
-    ``on_error="skip"``: a file that cannot be decoded is replaced by the next readable sample
-    (deterministically) and counted: ``skipped`` distinct bad files, ``first_bad_path`` the first
-    one seen. With DataLoader workers each worker keeps its own count. ``on_error="raise"``: an
-    :class:`ImageLoadError` whose one-line message names the file.
+    ``on_error="skip"``: a file that cannot be decoded is replaced by the next readable image of
+    the SAME identity (deterministically; only when none of that identity's images can be read,
+    by the next readable sample, returned with that sample's own label), and counted: ``skipped``
+    distinct bad files, ``first_bad_path`` the first one seen. With DataLoader workers each worker
+    keeps its own count. ``on_error="raise"``: an :class:`ImageLoadError` whose one-line message
+    names the file. :meth:`find_unreadable` decodes every file once so that a pair builder can
+    leave the bad ones out before it draws (see :func:`femb.data.pairs.pairs_from_labelled`).
 
     ``cache=True`` decodes every image once, at construction, into one uint8 ``N×3×112×112``
     tensor (37 KB per image: right for small sets such as ORL, not for millions of images).
@@ -77,7 +81,16 @@ class ImageFolderDataset(LabelledFaces):
         self.labels = [label for _, label in samples]
         self.skipped = 0
         self.first_bad_path: Path | None = None
+        self.first_bad_reason: str | None = None
         self._bad: set[int] = set()
+        self._scanned = False
+        # Each identity's samples are contiguous (added folder by folder): [start, end) by label.
+        self._class_starts = [0] * len(classes)
+        self._class_ends = [0] * len(classes)
+        for index in range(len(samples) - 1, -1, -1):
+            self._class_starts[samples[index][1]] = index
+        for index, (_, label) in enumerate(samples):
+            self._class_ends[label] = index + 1
         self._cache: torch.Tensor | None = None
         if cache:
             self._fill_cache()
@@ -92,22 +105,39 @@ class ImageFolderDataset(LabelledFaces):
     def _decode(self, index: int) -> torch.Tensor:
         return to_face_uint8(load_image(self.samples[index][0]))
 
-    def _mark_bad(self, index: int) -> None:
+    def _mark_bad(self, index: int, error: BaseException | None = None) -> None:
         if index not in self._bad:
             self._bad.add(index)
             self.skipped += 1
             if self.first_bad_path is None:
                 self.first_bad_path = self.samples[index][0]
+                self.first_bad_reason = str(error) if error is not None else None
+
+    def find_unreadable(self) -> list[int]:
+        """The indices of the files that cannot be decoded, each file tried once (cached).
+
+        Costs one decode of every image the first time (none when ``cache=True`` already did it).
+        """
+        if not self._scanned and self._cache is None:
+            for index in range(len(self.samples)):
+                if index in self._bad:
+                    continue
+                try:
+                    load_image(self.samples[index][0])
+                except ImageLoadError as error:
+                    self._mark_bad(index, error)
+        self._scanned = True
+        return sorted(self._bad)
 
     def _fill_cache(self) -> None:
         images = []
         for index in range(len(self.samples)):
             try:
                 images.append(self._decode(index))
-            except ImageLoadError:
+            except ImageLoadError as error:
                 if self.on_error == "raise":
                     raise
-                self._mark_bad(index)
+                self._mark_bad(index, error)
                 images.append(torch.zeros((3, 112, 112), dtype=torch.uint8))
         if len(self._bad) == len(self.samples):
             raise ValueError(f"none of the {len(self.samples)} images in {self.root} can be read")
@@ -115,20 +145,26 @@ class ImageFolderDataset(LabelledFaces):
         self._cache = torch.from_numpy(np.stack([image.numpy() for image in images]))
 
     def load_uint8(self, index: int) -> tuple[torch.Tensor, int]:
-        """The uint8 ``3×112×112`` image and its label, after the ``on_error`` policy; no flip."""
+        """The uint8 ``3×112×112`` image and its label, after the ``on_error`` policy; no flip.
+
+        A bad file's stand-in comes from its own identity first, so the label stays true."""
         n = len(self.samples)
-        for step in range(n):
-            candidate = (index + step) % n
+        label = self.samples[index][1]
+        start, end = self._class_starts[label], self._class_ends[label]
+        size = end - start
+        same_identity = (start + (index - start + step) % size for step in range(size))
+        others = ((end + step) % n for step in range(n - size))
+        for candidate in itertools.chain(same_identity, others):
             if candidate in self._bad:
                 continue
             if self._cache is not None:
                 return self._cache[candidate], self.samples[candidate][1]
             try:
                 return self._decode(candidate), self.samples[candidate][1]
-            except ImageLoadError:
+            except ImageLoadError as error:
                 if self.on_error == "raise":
                     raise
-                self._mark_bad(candidate)
+                self._mark_bad(candidate, error)
         raise ValueError(f"none of the {n} images in {self.root} can be read")
 
     def __repr__(self) -> str:

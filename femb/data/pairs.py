@@ -287,10 +287,14 @@ def pairs_from_labelled(dataset: Dataset, num_pairs: int = 3000, seed: int = 0) 
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if int(num_pairs) < 2:
         raise ValueError(f"num_pairs must be at least 2, got {num_pairs}")
+    # Unreadable images leave before any pair is drawn: a stand-in image (of whatever identity)
+    # under the bad file's label would turn a "same" pair into two people.
+    readable = _readable_indices(dataset, len(labels))
+    labels = labels[readable]
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x9A125]))
     half = int(num_pairs) // 2
-    same = _same_pairs(labels, half, rng)
-    different = _different_pairs(labels, half, rng)
+    same = readable[_same_pairs(labels, half, rng)] if len(labels) else np.empty((0, 2), np.int64)
+    different = readable[_different_pairs(labels, half, rng)] if len(labels) else np.empty((0, 2), np.int64)
     if len(same) == 0 or len(different) == 0:
         raise ValueError(
             f"{type(dataset).__name__} with {len(labels)} images and {len(np.unique(labels))} identities "
@@ -315,6 +319,23 @@ def pairs_from_labelled(dataset: Dataset, num_pairs: int = 3000, seed: int = 0) 
         issame,
         name=f"{type(dataset).__name__}-pairs",
     )
+
+
+def _readable_indices(dataset: Dataset, count: int) -> np.ndarray:
+    """Indices ``0..count-1`` less those ``dataset.find_unreadable()`` names (with a warning that
+    counts them); all of them for a dataset that cannot tell (synthetic faces always decode)."""
+    find_unreadable = getattr(dataset, "find_unreadable", None)
+    bad = sorted(set(find_unreadable())) if callable(find_unreadable) else []
+    if bad:
+        first = getattr(dataset, "first_bad_reason", None) or getattr(dataset, "first_bad_path", None)
+        where = getattr(dataset, "root", None)
+        warnings.warn(
+            f"skipped {len(bad)} unreadable image{'s' if len(bad) != 1 else ''} of {count}"
+            f"{f' in {where}' if where is not None else ''} before drawing pairs"
+            f"{f' (first: {first})' if first else ''}",
+            stacklevel=3,
+        )
+    return np.setdiff1d(np.arange(count, dtype=np.int64), np.asarray(bad, dtype=np.int64))
 
 
 def lfw_order(pairs: PairsDataset, folds: int = 10) -> PairsDataset:

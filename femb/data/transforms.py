@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from femb.errors import one_line
+
 FACE_SIZE = 112
 MEAN = 127.5
 STD = 127.5
@@ -25,10 +27,6 @@ STD = 127.5
 
 class ImageLoadError(ValueError):
     """A file (or encoded buffer) that cannot be decoded as an image; the message names it."""
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
@@ -39,7 +37,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             return _to_rgb(img)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
         # SyntaxError: PIL raises it for some malformed headers (e.g. broken PNG chunks).
-        raise ImageLoadError(f"cannot read image {path}: {_one_line(error)}") from None
+        raise ImageLoadError(f"cannot read image {path}: {one_line(error)}") from None
 
 
 def decode_image(data: bytes | bytearray | memoryview | np.ndarray, name: str = "<bytes>") -> Image.Image:
@@ -51,7 +49,7 @@ def decode_image(data: bytes | bytearray | memoryview | np.ndarray, name: str = 
             img.load()
             return _to_rgb(img)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        raise ImageLoadError(f"cannot decode image {name}: {_one_line(error)}") from None
+        raise ImageLoadError(f"cannot decode image {name}: {one_line(error)}") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

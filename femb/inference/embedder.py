@@ -21,6 +21,7 @@ import torch
 
 from femb.data.batches import face_batches
 from femb.export.metadata import FORMAT_KEY, Preprocessing
+from femb.fileio import require_regular_file
 from femb.inference.providers import CPU, ProviderChoice, select_provider, short_name
 
 DEFAULT_BATCH_SIZE = 64
@@ -270,6 +271,8 @@ def open_embedder(
     path = Path(source)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file or directory")
+    if not path.is_dir():
+        require_regular_file(path, "model")  # a FIFO or a device would hang the reads below
     overrides = {"mean": mean, "std": std, "bgr": bgr}
     if path.is_dir() or zipfile.is_zipfile(path) or path.name.endswith(CHECKPOINT_SUFFIXES):
         _no_overrides(path, overrides)

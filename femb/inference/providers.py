@@ -90,6 +90,16 @@ def working_providers() -> list[str]:
     return [p for p in available_providers() if probe_provider(p).works]
 
 
+def parse_provider(requested: str) -> str:
+    """``requested`` as one of :data:`PROVIDER_CHOICES` (any case); else one ``ValueError``.
+
+    Cheap (probes nothing): commands check ``--provider`` with it before any work starts."""
+    name = str(requested).strip().lower()
+    if name not in PROVIDER_CHOICES:
+        raise ValueError(f"unknown provider {requested!r}; choices: {', '.join(PROVIDER_CHOICES)}")
+    return name
+
+
 def select_provider(requested: str = "auto") -> ProviderChoice:
     """Providers for a session: ``auto`` (CUDA if it works, else CPU), ``cuda`` or ``cpu``.
 
@@ -97,9 +107,7 @@ def select_provider(requested: str = "auto") -> ProviderChoice:
     ``CUDA execution provider unavailable (reason); using CPU``. ``cuda`` that does not work
     raises :class:`ProviderError` with a one-line message.
     """
-    requested = requested.lower()
-    if requested not in PROVIDER_CHOICES:
-        raise ValueError(f"unknown provider {requested!r}; choices: {', '.join(PROVIDER_CHOICES)}")
+    requested = parse_provider(requested)
     if requested == "cpu":
         return ProviderChoice([CPU], CPU)
     cuda = probe_provider(CUDA)

@@ -159,7 +159,7 @@ def check_head_options(head: str, values: dict[str, Any], source: str = "config"
         try:
             parsed.update(parse_head_options(head, {name: value}))
         except ValueError as error:
-            raise ValueError(f"{source}: {flag} {value!r}: {error}") from None
+            raise ValueError(f"{source}: {flag}: {error}") from None
     return parsed
 
 

@@ -6,17 +6,17 @@ run is rebuilt exactly as it was started.
 
 from __future__ import annotations
 
-import inspect
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
 from femb.backbones import build_backbone
-from femb.headers import build_header, header_class
+from femb.headers import build_header
 from femb.model import FaceEmbeddingModel
-from femb.training.config import TrainConfig
+from femb.training.config import TrainConfig, check_head_options
 from femb.training.control import TrainingControl
 from femb.training.events import EventSink
 from femb.training.loop import FitResult, fit
@@ -33,6 +33,8 @@ def build_datasets(config: TrainConfig):
     spec = config.data
     if spec == "synthetic" or spec.startswith("synthetic:"):
         identities = _synthetic_count(spec, "--data")
+        # Before the set is built: its label list alone grows with identities × images.
+        _check_synthetic_memory(config, identities, "--data")
         train = SyntheticFaces(
             num_identities=identities,
             images_per_identity=config.images_per_identity,
@@ -54,8 +56,10 @@ def build_datasets(config: TrainConfig):
     if config.val is None:
         val = val_default() if val_default is not None else None
     elif config.val.startswith("synthetic"):
+        val_identities = _synthetic_count(config.val, "--val")
+        _check_synthetic_memory(config, val_identities, "--val", images_per_identity=10)
         val = SyntheticFaces(
-            num_identities=_synthetic_count(config.val, "--val"),
+            num_identities=val_identities,
             images_per_identity=10,
             seed=config.seed,
             identity_offset=getattr(train, "num_classes", 0),
@@ -70,7 +74,26 @@ def build_datasets(config: TrainConfig):
             raise ValueError(f"--val {config.val}: not a .bin pairs file or an image folder")
     if val is not None and not isinstance(val, PairsDataset) and len(val) < 2:
         raise ValueError(f"--val {config.val}: needs at least two images")
+    check_memory(config, train.num_classes)  # the model too, before anything is written
     return train, val
+
+
+def _check_synthetic_memory(
+    config: TrainConfig, identities: int, option: str, images_per_identity: int | None = None
+) -> None:
+    """A synthetic set of ``identities`` (its label list) and, for training, its head must fit."""
+    per_identity = config.images_per_identity if images_per_identity is None else images_per_identity
+    needed = identities * (SYNTHETIC_BYTES_PER_IDENTITY + max(0, per_identity) * SYNTHETIC_BYTES_PER_IMAGE)
+    if images_per_identity is None:  # the training set: its head comes with it
+        check_memory(config, identities)  # the model alone, with a message about --embed-dim
+        needed += identities * int(config.embed_dim) * BYTES_PER_WEIGHT
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"{option} synthetic:{identities}: {identities:,} identities need at least {_gib(needed)} "
+            f"of memory; only {_gib(available)} is available: use fewer identities"
+            + (" or a smaller --embed-dim" if images_per_identity is None else "")
+        )
 
 
 def _synthetic_count(spec: str, option: str) -> int:
@@ -86,22 +109,70 @@ def _synthetic_count(spec: str, option: str) -> int:
 
 
 def build_model(config: TrainConfig, num_classes: int) -> FaceEmbeddingModel:
+    # Range-checked by the head's own option declarations (--s -1, --m 10 are refused).
+    head_kwargs = check_head_options(config.head, config.head_kwargs(), "options")
+    check_memory(config, num_classes)  # before a single byte of the model is allocated
     backbone = build_backbone(config.backbone, embed_dim=config.embed_dim)
-    head_kwargs = config.head_kwargs()
-    accepted = _header_options(config.head)
-    for name in head_kwargs:
-        if name not in accepted:
-            raise ValueError(
-                f"--{name.replace('_', '-')} is not an option of head {config.head!r} "
-                f"(its options: {', '.join(sorted(accepted)) or 'none'})"
-            )
     header = build_header(config.head, config.embed_dim, num_classes, **head_kwargs)
     return FaceEmbeddingModel(backbone, header, torch.nn.CrossEntropyLoss())
 
 
-def _header_options(head: str) -> set[str]:
-    parameters = inspect.signature(header_class(head).__init__).parameters
-    return {name for name in parameters if name not in ("self", "in_features", "out_features")}
+# A float32 weight costs itself, its gradient and the optimizer's momentum (AdamW: two moments).
+BYTES_PER_WEIGHT = 4 * 3
+# The widest input of any backbone's embedding layer (iresnet: 512 channels × 7 × 7).
+MAX_EMBEDDING_LAYER_INPUTS = 512 * 7 * 7
+# A synthetic identity costs its name in ``classes``; each of its images a ``labels`` entry.
+SYNTHETIC_BYTES_PER_IDENTITY, SYNTHETIC_BYTES_PER_IMAGE = 80, 40
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use: ``MemAvailable`` (Linux), else physical memory,
+    capped by a cgroup limit; None when nothing says."""
+    candidates = []
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    candidates.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if not candidates:
+        try:
+            candidates.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, AttributeError):
+            pass
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+            if text.isdigit() and int(text) < 1 << 60:
+                candidates.append(int(text))
+        except OSError:
+            pass
+    candidates = [c for c in candidates if c > 0]
+    return min(candidates) if candidates else None
+
+
+def _gib(size: float) -> str:
+    return f"{size / 2**30:,.1f} GiB"
+
+
+def check_memory(config: TrainConfig, num_classes: int, extra_bytes: int = 0) -> None:
+    """Refuse, before allocating, a model (plus ``extra_bytes``) that memory cannot hold.
+
+    The estimate is a lower bound: the head's ``classes × embed_dim`` weights and the backbone's
+    embedding layer, each with its gradient and momentum; activations come on top.
+    """
+    head = int(num_classes) * int(config.embed_dim) * BYTES_PER_WEIGHT
+    embedding_layer = MAX_EMBEDDING_LAYER_INPUTS * int(config.embed_dim) * BYTES_PER_WEIGHT
+    needed = head + embedding_layer + int(extra_bytes)
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"--embed-dim {config.embed_dim} with {num_classes:,} identities needs at least "
+            f"{_gib(needed)} of memory (the head alone {_gib(head)}); only {_gib(available)} is "
+            "available: use a smaller --embed-dim or fewer identities"
+        )
 
 
 def build_optimizer(config: TrainConfig, model: FaceEmbeddingModel) -> torch.optim.Optimizer:

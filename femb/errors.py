@@ -1,0 +1,26 @@
+"""Error text shared by the library and the command line."""
+
+from __future__ import annotations
+
+import os
+
+
+def one_line(error: BaseException | str) -> str:
+    """An exception (or warning message) as one line: whitespace collapsed, never empty.
+
+    An ``OSError`` that carries a file name reads ``path: reason`` (``runs/x: Permission denied``)
+    rather than Python's ``[Errno 13] Permission denied: 'runs/x'``.
+    """
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        names = [error.filename] + ([error.filename2] if error.filename2 is not None else [])
+        text = f"{' → '.join(_name(name) for name in names)}: {error.strerror}"
+    else:
+        text = str(error)
+    text = " ".join(text.split())
+    if not text and isinstance(error, BaseException):
+        text = type(error).__name__
+    return text
+
+
+def _name(name: object) -> str:
+    return os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)

@@ -1,0 +1,98 @@
+"""`TrainConfig.from_dict`: every value checked against its field's type; one ValueError, never another."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import tomli_w
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from femb.training.config import TrainConfig
+from femb.training.run_dir import read_toml
+
+FIELDS = [field.name for field in dataclasses.fields(TrainConfig)]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"lr": "0.1"}, "lr must be a number, got '0.1' (str)"),
+        ({"steps": [1, 2]}, "steps must be an integer, got [1, 2]"),
+        ({"milestones": "abc"}, "milestones must be a list of integers, got 'abc'"),
+        ({"milestones": [1, 2.5]}, "milestones must be a list of integers"),
+        ({"easy_margin": "no"}, "easy_margin must be true or false, got 'no'"),
+        ({"skip_nonfinite": 1}, "skip_nonfinite must be true or false, got 1"),
+        ({"batch_size": True}, "batch_size must be an integer, got True"),
+        ({"data": 5}, "data must be a string, got 5"),
+        ({"val": ["a"]}, "val must be a string, got ['a']"),
+        ({"s": "64"}, "s must be a number, got '64'"),
+        ({"s": -1.0}, "--s: head 'arcface': option s=-1.0: expected a float in (0, inf)"),
+        ({"m": 10.0}, "--m: head 'arcface': option m=10.0"),
+        ({"s": math.inf}, "--s: head 'arcface'"),
+    ],
+)
+def test_wrong_types_name_the_file_and_the_option(values, message):
+    with pytest.raises(ValueError) as info:
+        TrainConfig.from_dict(values, source="run.toml")
+    assert str(info.value).startswith("run.toml: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_what_toml_writes_naturally_is_accepted():
+    config = TrainConfig.from_dict(
+        {"lr": 1, "steps": 100.0, "milestones": [10, 20], "easy_margin": False, "m": 0}, source="run.toml"
+    )
+    assert config.lr == 1.0 and isinstance(config.lr, float)
+    assert config.steps == 100 and isinstance(config.steps, int)
+    assert config.milestones == [10, 20] and config.easy_margin is False and config.m == 0.0
+
+
+def test_a_saved_config_reads_back_unchanged(tmp_path):
+    config = TrainConfig(head="magface", lr=0.05, milestones=[3, 5], l_a=10.0, u_a=110.0)
+    path = tmp_path / "config.toml"
+    path.write_text(tomli_w.dumps({k: v for k, v in config.to_dict().items() if v is not None}))
+    assert TrainConfig.from_dict(read_toml(path), source=str(path)) == config
+
+
+# Arbitrary TOML tables: known and unknown keys, every kind of TOML value.
+toml_scalars = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["arcface", "cosface", "magface", "sgd", "adamw", "cosine", "none", "synthetic:4"]),
+)
+toml_values = st.recursive(
+    toml_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+toml_tables = st.dictionaries(
+    st.one_of(st.sampled_from(FIELDS), st.text(min_size=1, max_size=8)), toml_values, max_size=8
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=toml_tables)
+def test_any_toml_table_gives_a_config_or_one_value_error(tmp_path, table):
+    path = tmp_path / "any.toml"
+    path.write_text(tomli_w.dumps(table))
+    values = read_toml(path)
+    try:
+        config = TrainConfig.from_dict(values, source=str(path))
+    except ValueError as error:
+        text = str(error)
+        assert text and "\n" not in text.strip()
+        return
+    # Accepted: every field holds its declared type.
+    for name in values:
+        value = getattr(config, name)
+        default = getattr(TrainConfig(), name)
+        if value is None or default is None:
+            continue
+        assert type(value) is type(default), (name, value)
