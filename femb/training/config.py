@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -32,6 +33,10 @@ class TrainConfig:
     backbone: str = "mobilefacenet_small"
     embed_dim: int = 128
     head: str = "arcface"
+    init_backbone: str | None = None  # start from these weights (arcface_torch, MagFace or femb)
+    freeze_backbone_steps: int = 0  # fine-tuning: train only the fresh head for the first N steps
+    backbone_lr_scale: float = 1.0  # the backbone's learning rate relative to the head's
+    sample_rate: float = 1.0  # Partial FC: the share of each process's class centres used per step
     s: float | None = None  # None: the head's own default
     m: float | None = None
     easy_margin: bool | None = None
@@ -110,8 +115,16 @@ class TrainConfig:
         for name in ("steps", "epochs", "warmup_steps", "eval_every", "checkpoint_every", "workers"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{source}: {name} must be zero or positive, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"{source}: lr must be positive, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"{source}: lr must be a finite number > 0, got {self.lr}")
+        if not 0.0 < self.sample_rate <= 1.0:
+            raise ValueError(f"{source}: sample_rate must be in (0, 1], got {self.sample_rate}")
+        if not math.isfinite(self.backbone_lr_scale) or self.backbone_lr_scale < 0:
+            raise ValueError(
+                f"{source}: backbone_lr_scale must be a finite number ≥ 0, got {self.backbone_lr_scale}"
+            )
+        if self.freeze_backbone_steps < 0:
+            raise ValueError(f"{source}: freeze_backbone_steps must be ≥ 0, got {self.freeze_backbone_steps}")
         check_head_options(self.head, self.head_kwargs(), source)
 
     def head_kwargs(self) -> dict[str, Any]:
@@ -134,6 +147,8 @@ class TrainConfig:
             grad_clip=self.grad_clip,
             seed=self.seed,
             skip_nonfinite=self.skip_nonfinite,
+            sample_rate=self.sample_rate,
+            freeze_backbone_steps=self.freeze_backbone_steps,
             config=self.to_dict(),
             **built,
         )

@@ -28,7 +28,13 @@ SYNTHETIC_VAL_IDENTITIES = 100
 
 def build_datasets(config: TrainConfig):
     """(train dataset, validation dataset) for ``config.data`` and ``config.val``."""
-    from femb.data import ImageFolderDataset, PairsDataset, SyntheticFaces, load_verification_bin
+    from femb.data import (
+        ImageFolderDataset,
+        PairsDataset,
+        SyntheticFaces,
+        load_verification_bin,
+        open_training_dataset,
+    )
 
     spec = config.data
     if spec == "synthetic" or spec.startswith("synthetic:"):
@@ -49,9 +55,12 @@ def build_datasets(config: TrainConfig):
         )
     else:
         root = Path(spec)
-        if not root.is_dir():
-            raise ValueError(f"--data {spec}: not a folder (expected an image folder or synthetic[:N])")
-        train = ImageFolderDataset(root, train=True)
+        if not root.exists():
+            raise ValueError(
+                f"--data {spec}: no such folder (expected an image folder, an InsightFace RecordIO folder "
+                "or synthetic[:N])"
+            )
+        train = open_training_dataset(root, train=True)
         val_default = None
     if config.val is None:
         val = val_default() if val_default is not None else None
@@ -112,7 +121,7 @@ def build_model(config: TrainConfig, num_classes: int) -> FaceEmbeddingModel:
     # Range-checked by the head's own option declarations (--s -1, --m 10 are refused).
     head_kwargs = check_head_options(config.head, config.head_kwargs(), "options")
     check_memory(config, num_classes)  # before a single byte of the model is allocated
-    backbone = build_backbone(config.backbone, embed_dim=config.embed_dim)
+    backbone = build_backbone(config.backbone, embed_dim=config.embed_dim, weights=config.init_backbone)
     header = build_header(config.head, config.embed_dim, num_classes, **head_kwargs)
     return FaceEmbeddingModel(backbone, header, torch.nn.CrossEntropyLoss())
 
@@ -176,11 +185,15 @@ def check_memory(config: TrainConfig, num_classes: int, extra_bytes: int = 0) ->
 
 
 def build_optimizer(config: TrainConfig, model: FaceEmbeddingModel) -> torch.optim.Optimizer:
+    groups = model.params
+    for group in groups:  # fine-tuning: a pretrained backbone usually wants a smaller step
+        if group["name"] == "backbone":
+            group["lr"] = config.lr * config.backbone_lr_scale
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            model.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
-    return torch.optim.AdamW(model.params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 class WarmupSchedule:

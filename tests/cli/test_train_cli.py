@@ -42,7 +42,10 @@ def losses(run_dir):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--data", "/no/such/folder"], "--data /no/such/folder: not a folder"),
+        (["--data", "/no/such/folder"], "--data /no/such/folder: no such folder"),
+        (["--lr", "nan"], "lr must be a finite number > 0"),
+        (["--sample-rate", "0"], "sample_rate must be in (0, 1]"),
+        (["--backbone-lr-scale", "-1"], "backbone_lr_scale must be a finite number ≥ 0"),
         (["--head", "softmaxx"], "head='softmaxx' is not one of"),
         (["--optimizer", "rmsprop"], "optimizer='rmsprop' is not one of sgd, adamw"),
         (["--batch-size", "0"], "batch_size must be positive"),
