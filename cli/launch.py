@@ -8,6 +8,7 @@ by ``FEMB_COLLECTIVE_TIMEOUT_S``.
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import sys
@@ -27,8 +28,12 @@ def launch_workers(nproc: int, worker_args: list[str]) -> int:
     """Run ``femb <worker_args>`` in ``nproc`` processes on this machine; their exit code."""
     if not 1 <= nproc <= MAX_LOCAL_PROCESSES:
         raise fail(f"--nproc-per-node {nproc}: expected 1 to {MAX_LOCAL_PROCESSES}")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # The agent's own log lines repeat what the workers and the one line below already say.
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
 
     config = LaunchConfig(
         min_nodes=1,
@@ -45,6 +50,10 @@ def launch_workers(nproc: int, worker_args: list[str]) -> int:
         elastic_launch(config, entrypoint=sys.executable)("-m", "femb_cli.main", *worker_args)
     except ChildFailedError as error:
         raise fail(describe_failure(error), code=1) from None
+    except SignalException as error:
+        # Ctrl-C / SIGTERM reached every worker too: each stopped at the same step and rank 0
+        # saved the checkpoint (its own lines said where); the exit code says which signal.
+        return 128 + int(error.sigval)
     return 0
 
 

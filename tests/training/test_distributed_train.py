@@ -138,3 +138,68 @@ def test_a_dead_rank_ends_the_run_with_one_line_naming_it(tmp_path):
     assert process.returncode != 0
     errors = [line for line in stderr.splitlines() if line.startswith("error: rank")]
     assert errors and f"pid {victims[0]}" in errors[-1] and "SIGKILL" in errors[-1], stderr[-2000:]
+
+
+def _rank_worker(rank: int, store: str, scenario: str, results: str) -> None:
+    import datetime
+    import json
+
+    import torch.distributed as dist
+    from torch.utils.data import TensorDataset
+
+    from femb import FaceEmbeddingModel
+    from femb.backbones import build_backbone
+    from femb.headers import CosFaceHeader
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=30)
+    )
+    torch.manual_seed(0)
+    model = FaceEmbeddingModel(
+        build_backbone("iresnet_tiny", embed_dim=8), CosFaceHeader(8, 4, s=16.0, m=0.2)
+    )
+    images = torch.randn(16, 3, 112, 112)
+    if scenario == "nan" and rank == 1:
+        images[:] = float("nan")  # only this rank's data is spoilt
+    seed = rank if scenario == "seed" else 0
+    outcome: dict = {}
+    try:
+        result = model.fit(
+            TensorDataset(images, torch.arange(16) % 4),
+            batch_size=4,
+            device="cpu",
+            max_training_steps=3,
+            seed=seed,
+        )
+        outcome = {"reason": result.reason, "step": result.step}
+    except ValueError as error:
+        outcome = {"error": str(error)}
+    Path(results, f"{rank}.json").write_text(json.dumps(outcome))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("scenario", ["seed", "nan"])
+def test_ranks_agree_on_refusals_and_on_a_nonfinite_loss(tmp_path, scenario):
+    import json
+
+    import torch.multiprocessing as mp
+
+    context = mp.spawn(
+        _rank_worker, args=(str(tmp_path / "store"), scenario, str(tmp_path)), nprocs=2, join=False
+    )
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two ranks did not finish within 120 s")
+    outcomes = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+    if scenario == "seed":
+        assert all("rank 1 was started with another configuration" in o.get("error", "") for o in outcomes)
+        assert all("seed: 0 vs 1" in o["error"] for o in outcomes)
+    else:
+        assert [o.get("reason") for o in outcomes] == ["nonfinite", "nonfinite"]
+        assert outcomes[0]["step"] == outcomes[1]["step"]
