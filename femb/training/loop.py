@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from femb.errors import one_line
-from femb.training import checkpointing
+from femb.training import checkpointing, reporting
 from femb.training.checkpointing import Checkpointer, TrainingState
 from femb.training.control import TrainingControl
 from femb.training.events import Event, make_event
@@ -328,62 +328,20 @@ class Trainer:
     def _start_event(self) -> None:
         for note in self._notes:
             self.log(note, "warning")
-        model, progress = self.model, self.progress
-        self.emit(
-            "start",
-            run_name=self.run_name,
-            run_dir=str(self.run_dir.path) if self.run_dir else None,
-            config=self.config,
-            total_steps=progress.total_steps,
-            steps_per_epoch=self.steps_per_epoch,
-            start_step=progress.step,
-            num_classes=self.num_classes,
-            num_parameters=sum(p.numel() for p in model.backbone.parameters()),
-            device=str(self.device),
-            batch_size=self.options.batch_size,
-            world_size=self.runtime.world_size,
-        )
+        self.emit("start", **reporting.start_fields(self))
 
     def _step_event(self, loss_value: float, embeddings: torch.Tensor) -> None:
-        norms = embeddings.float().norm(dim=1)
-        images_per_s, rate = self.meter.read(self.step, self.runtime)
-        lr = self.state.optimizer.param_groups[0]["lr"]
-        remaining = self.progress.total_steps - self.step
-        self.history.append({"event": "step", "step": self.step, "loss": loss_value, "lr": lr})
-        self.emit(
-            "step",
-            step=self.step,
-            epoch=self.progress.epoch,
-            loss=loss_value,
-            lr=lr,
-            images_per_s=images_per_s,
-            eta_s=remaining / rate if rate > 0 else None,
-            emb_norm_mean=norms.mean().item(),
-            emb_norm_std=norms.std().item() if norms.numel() > 1 else 0.0,
-        )
+        fields = reporting.step_fields(self, loss_value, embeddings)
+        self.history.append({"event": "step", "step": self.step, "loss": loss_value, "lr": fields["lr"]})
+        self.emit("step", **fields)
 
     def _finish(self, reason: str, message: str) -> None:
         try:
             if self.run_dir is not None and reason == "completed" and self.runtime.is_primary:
                 self.model.save(self.run_dir.final_backbone, include_header=False)
-            resumable = self.checkpointer.has_resumable
-            if reason not in ("completed", "nonfinite") and self.run_dir is not None and not resumable:
-                message += "; no checkpoint was written, so there is nothing to resume"
-            resume = (
-                f"femb train --resume {self.run_dir.path}"
-                if self.run_dir and reason != "completed" and resumable
-                else None
-            )
             if reason == "nonfinite":
                 self.log(message, "error")
-            self.emit(
-                "end",
-                step=self.step,
-                reason=reason,
-                message=message,
-                resume_command=resume,
-                best_accuracy=self.progress.best_accuracy,
-            )
+            self.emit("end", **reporting.end_fields(self, reason, message))
         finally:
             for close in self._closers:
                 close()
