@@ -149,9 +149,10 @@ def write_embeddings(output: Path, paths: list[Path], vectors, normalize: bool =
     import numpy as np
 
     from femb.fileio import atomic_write_bytes
+    from femb.inference import embedding_norms
 
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1)
+    norms = embedding_norms(vectors)
     if normalize:
         vectors = vectors / np.maximum(norms, 1e-12)[:, None]
     names = [os.fspath(p) for p in paths]

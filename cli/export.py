@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from femb.errors import one_line
 from femb_cli.app import app
 from femb_cli.errors import fail
 
@@ -114,7 +115,7 @@ def onnx_command(
     except (ExportError, ValueError) as error:
         raise fail(str(error)) from None
     except (RuntimeError, KeyError, TypeError) as error:  # weights that do not fit the recorded spec
-        raise fail(f"{source}: cannot rebuild the backbone ({_one_line(error)})") from None
+        raise fail(f"{source}: cannot rebuild the backbone ({one_line(error, limit=200)})") from None
 
     if report.header:
         typer.echo(
@@ -203,8 +204,3 @@ def _parse_meta(items: list[str]) -> dict[str, str]:
             raise fail(f"--meta expects KEY=VALUE, got {item!r}")
         extras[key.strip()] = value
     return extras
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:200] or type(error).__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -13,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from femb.errors import one_line
+from femb_cli import thresholds
 from femb_cli.app import app
 from femb_cli.errors import fail
 
@@ -23,6 +26,7 @@ verify_app = typer.Typer(
 app.add_typer(verify_app, name="verify")
 
 SOURCE, PROTOCOL, RUNTIME, OUTPUT = "Pairs", "Protocol", "Runtime", "Output"
+CALIBRATION = "Thresholds and quality"
 MODEL_INPUT = "Model input (ONNX models without femb metadata)"
 
 
@@ -159,10 +163,50 @@ def pairs_command(
             rich_help_panel=OUTPUT,
         ),
     ] = None,
+    far: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--far",
+            help="Target false-accept rate (repeatable; default 1e-3 and 1e-4): its threshold and the "
+            "k-fold TAR ± std there. The first one is --calibrate's and --quality-curve's.",
+            rich_help_panel=CALIBRATION,
+        ),
+    ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Write the threshold at the first --far (with --similarity, --flip and this pairs "
+            "set's name, pair count and SHA-256) into MODEL's metadata (ONNX models only).",
+            rich_help_panel=CALIBRATION,
+        ),
+    ] = False,
+    fail_over_far: Annotated[
+        float | None,
+        typer.Option(
+            help="Exit with status 1 when the FAR at the model's own calibrated threshold is above this.",
+            min=0.0,
+            max=1.0,
+            rich_help_panel=CALIBRATION,
+        ),
+    ] = None,
+    quality_curve: Annotated[
+        bool,
+        typer.Option(
+            "--quality-curve",
+            help="Error versus reject: FNMR at the first --far's FMR as the 0-50% lowest-quality pairs "
+            "are rejected (quality: the lower raw embedding norm of the pair, MagFace's score).",
+            rich_help_panel=CALIBRATION,
+        ),
+    ] = False,
 ) -> None:
-    """Embed each image of a pairs set once (and its mirror), score the pairs, report the metrics."""
+    """Embed each image of a pairs set once (and its mirror), score the pairs, report the metrics.
+
+    A model that carries a calibrated threshold (--calibrate) is also checked against it: the FAR
+    and FRR it gives on these pairs, and a warning when the FAR is more than 3× its target.
+    """
     from femb.evaluation import SIMILARITIES, VerificationEvaluator
-    from femb.inference import PROVIDER_CHOICES, ModelLoadError, ProviderError, open_embedder
+    from femb.inference import PROVIDER_CHOICES, ModelLoadError, OnnxEmbedder, ProviderError, open_embedder
 
     if similarity not in SIMILARITIES:
         raise fail(f"--similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
@@ -171,13 +215,21 @@ def pairs_command(
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise fail("--plot needs matplotlib, which is not installed: pip install femb[plot]")
     threshold = None if fail_under is None else (fail_under / 100.0 if fail_under > 1 else fail_under)
+    fars = thresholds.far_targets(far)
 
     # Pairs first: a wrong path should not wait for a model to load.
     dataset, source_text, notes = _load_pairs(bin_file, pairs_txt, csv_file, folder, root, num_pairs, seed)
+    if calibrate:
+        thresholds.require_resolvable(dataset, fars[0])
     try:
         embedder = open_embedder(model, provider=provider, batch_size=batch_size, mean=mean, std=std, bgr=bgr)
     except (ModelLoadError, ProviderError, ValueError) as error:
         raise fail(str(error)) from None
+    if calibrate and not isinstance(embedder, OnnxEmbedder):
+        raise fail(f"--calibrate writes into an ONNX model; {model} is a checkpoint (export it first)")
+    stored = thresholds.stored_threshold(embedder)
+    if fail_over_far is not None and stored is None:
+        raise fail(f"--fail-over-far: {model.name} carries no calibrated threshold (see --calibrate)")
     if embedder.note:
         typer.echo(f"note: {embedder.note}", err=True)
     if getattr(embedder, "assumption", ""):
@@ -186,30 +238,65 @@ def pairs_command(
         typer.echo(f"note: {note}", err=True)
 
     timer = _TimedEmbed(embedder)
-    evaluator = VerificationEvaluator(similarity=similarity, n_folds=folds, flip=flip, batch_size=batch_size)
+    evaluator = VerificationEvaluator(
+        similarity=similarity, n_folds=folds, flip=flip, far_targets=fars, batch_size=batch_size
+    )
     started = time.perf_counter()
     try:
-        result = evaluator.evaluate(timer, dataset, batch_size=batch_size)
+        pairs = evaluator.pairs_for(dataset)
+        embeddings, norms = evaluator.embed(timer, pairs.images, batch_size, return_norms=True)
+        result = evaluator.evaluate_embeddings(embeddings, pairs.pairs, pairs.issame, normalized=True)
     except (
         ValueError,
         RuntimeError,
         OSError,
     ) as error:  # unreadable images, a model that rejects the input, ...
-        raise fail(_one_line(error)) from None
+        raise fail(one_line(error)) from None
     elapsed = time.perf_counter() - started
 
     summary = _summary(
         result, model, embedder, source_text, len(dataset.images), flip, similarity, folds, timer, elapsed
     )
+    points, flat = thresholds.operating_points(result, fars, folds)
+    summary.update(flat)
+    summary.update(thresholds.threshold_check(stored, result, similarity, flip))
+    quality_note = None
+    if quality_curve:
+        curve, quality_note = thresholds.quality_curve(embedder, result, norms, pairs.pairs, fars)
+        summary.update(curve)
     _print_table(summary, embedder)
+    for key in ("model_threshold_note", "calibration_drift"):
+        if key in summary:
+            typer.echo(f"{'warning' if key == 'calibration_drift' else 'note'}: {summary[key]}", err=True)
+    if quality_note:
+        typer.echo(f"note: {quality_note}", err=True)
+    elif quality_curve:
+        thresholds.print_quality_curve(summary)
     if roc if roc is not None else sys.stdout.isatty():
         typer.echo(_terminal_roc(result.fpr, result.tpr, result.auc))
+    if calibrate:
+        source = _pairs_source(bin_file, pairs_txt, csv_file, folder)
+        chosen = thresholds.calibration_threshold(points, similarity, flip, source, pairs)
+        thresholds.write_calibration(model, chosen)
+        summary["calibrated"] = chosen.to_metadata()
     _write_outputs(summary, json_out, csv_out)
     if plot is not None:
         _save_plot(result.fpr, result.tpr, result.auc, plot, model.name)
         typer.echo(f"ROC curve written to {plot}")
     if threshold is not None and not result.accuracy >= threshold:
         raise fail(f"accuracy {result.accuracy:.4f} is below --fail-under {threshold:.4f}", code=1)
+    achieved = summary.get("far_at_model_threshold")
+    if fail_over_far is not None and not (achieved is not None and achieved <= fail_over_far):
+        shown = "not measured" if achieved is None else f"{achieved:.4g}"
+        raise fail(f"FAR at the model's threshold {shown} is above --fail-over-far {fail_over_far:g}", code=1)
+
+
+def _pairs_source(bin_file, pairs_txt, csv_file, folder) -> dict:
+    """Which kind of pairs set was given, and its path (one was, :func:`_load_pairs` checked)."""
+    for kind, path in (("bin", bin_file), ("pairs", pairs_txt), ("csv", csv_file), ("folder", folder)):
+        if path is not None:
+            return {"kind": kind, "path": path}
+    raise AssertionError("no pairs source")
 
 
 # ---------------------------------------------------------------------------------------- pairs
@@ -260,7 +347,7 @@ def _load_pairs(bin_file, pairs_txt, csv_file, folder, root, num_pairs, seed):
             notes.extend(str(w.message) for w in caught)
             text = f"{folder} ({len(images.classes)} identities, {len(images)} images, seed {seed})"
     except (ValueError, OSError) as error:  # UnsafePickleError included: its message says why
-        raise fail(_one_line(error)) from None
+        raise fail(one_line(error)) from None
     return dataset, text, notes
 
 
@@ -337,10 +424,9 @@ def _print_table(summary: dict, embedder) -> None:
     table.add_row("best threshold", number("threshold"))
     table.add_row("EER", number("eer"))
     table.add_row("ROC AUC", number("auc"))
-    for key, value in summary.items():
-        if key.startswith("tar_at_far_"):
-            label = "TAR@FAR=" + key.removeprefix("tar_at_far_")
-            table.add_row(label, "n/a (too few different pairs)" if value is None else f"{value:.4f}")
+    for key in summary:
+        if re.fullmatch(r"tar_at_far_[-+.e0-9]+", key):
+            table.add_row("TAR@FAR=" + key.removeprefix("tar_at_far_"), _tar_text(summary, key))
     table.add_row(
         "pairs",
         f"{summary['num_pairs']:,} ({summary['num_same']:,} same, {summary['num_different']:,} different), "
@@ -350,15 +436,37 @@ def _print_table(summary: dict, embedder) -> None:
     table.add_row(
         "images/s", "n/a" if rate is None else f"{rate:,.1f} ({summary['forward_images']:,} forward passes)"
     )
+    if "model_threshold" in summary:
+        table.add_row("model threshold", _model_threshold_text(summary))
     # soft_wrap off and a fixed width when not a terminal: the table must not depend on $COLUMNS.
     console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 110)
     console.print(table)
 
 
+def _tar_text(summary: dict, key: str) -> str:
+    """``0.9800 (folds 0.9750 ± 0.0100) at threshold 0.3120``: all pairs, the held-out folds, the cut."""
+    value = summary[key]
+    if value is None:
+        return "n/a (too few different pairs)"
+    text = f"{value:.4f}"
+    mean, std = summary.get(f"{key}_fold_mean"), summary.get(f"{key}_std")
+    if mean is not None and std is not None:
+        text += f" (folds {mean:.4f} ± {std:.4f})"
+    cut = summary.get(key.replace("tar_at", "threshold_at", 1))
+    return text + ("" if cut is None else f" at threshold {cut:.4f}")
+
+
+def _model_threshold_text(summary: dict) -> str:
+    text = f"{summary['model_threshold']:.4f} (FAR target {summary['model_threshold_far']:g})"
+    far, frr = summary.get("far_at_model_threshold"), summary.get("frr_at_model_threshold")
+    if far is None:
+        return text + ": not measured"
+    return text + f": FAR {far:.4g}, FRR {frr:.4g} on these pairs"
+
+
 def _terminal_roc(fpr, tpr, auc: float) -> str:
     """The ROC curve as text: log10(FAR) on a linear axis with decade labels (plotext's own log
     axis mislabels values below 1)."""
-    import re
 
     import numpy as np
     import plotext as plt
@@ -405,7 +513,7 @@ def _save_plot(fpr, tpr, auc: float, path: Path, title: str) -> None:
     try:
         figure.savefig(path, bbox_inches="tight")
     except (OSError, ValueError) as error:
-        raise fail(f"cannot write {path}: {_one_line(error)}") from None
+        raise fail(f"cannot write {path}: {one_line(error)}") from None
     finally:
         plt.close(figure)
 
@@ -420,12 +528,7 @@ def _write_outputs(summary: dict, json_out: Path | None, csv_out: Path | None) -
             import pandas as pd
 
             csv_out.parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame([summary]).to_csv(csv_out, index=False)
+            pd.DataFrame([thresholds.flat_for_csv(summary)]).to_csv(csv_out, index=False)
             typer.echo(f"results written to {csv_out}")
     except OSError as error:
-        raise fail(f"cannot write results: {_one_line(error)}") from None
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
+        raise fail(f"cannot write results: {one_line(error)}") from None

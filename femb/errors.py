@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 
 
-def one_line(error: BaseException | str) -> str:
-    """An exception (or warning message) as one line: whitespace collapsed, never empty.
+def one_line(error: BaseException | str, limit: int | None = None) -> str:
+    """An exception (or warning message) as one line: whitespace collapsed, never empty; cut to
+    ``limit`` characters and an ellipsis when longer (for errors that can run to pages).
 
     An ``OSError`` that carries a file name reads ``path: reason`` (``runs/x: Permission denied``)
     rather than Python's ``[Errno 13] Permission denied: 'runs/x'``.
@@ -19,6 +20,8 @@ def one_line(error: BaseException | str) -> str:
     text = " ".join(text.split())
     if not text and isinstance(error, BaseException):
         text = type(error).__name__
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "…"
     return text
 
 

@@ -26,7 +26,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from femb.data.pairs import PairsDataset
-from femb.data.transforms import decode_image, to_face_tensor
+from femb.data.transforms import decode_image, denormalize, to_face_tensor
+from femb.fileio import atomic_write
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
@@ -209,12 +210,7 @@ def write_verification_bin(
     if len(images) != 2 * len(flags):
         raise ValueError(f"{len(images)} images for {len(flags)} pairs (expected {2 * len(flags)})")
     bins = [_encode(image, image_format) for image in images]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as file:
-        pickle.dump((bins, flags), file, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda file: pickle.dump((bins, flags), file, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def write_pairs_dataset_bin(path: str | os.PathLike, pairs: PairsDataset, image_format: str = "PNG") -> Path:
@@ -224,6 +220,5 @@ def write_pairs_dataset_bin(path: str | os.PathLike, pairs: PairsDataset, image_
         for index in (first, second):
             item = pairs.images[int(index)]
             tensor = item[0] if isinstance(item, (tuple, list)) else item
-            pixels = (tensor * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8)
-            images.append(pixels.permute(1, 2, 0).numpy())
+            images.append(denormalize(tensor).permute(1, 2, 0).numpy())
     return write_verification_bin(path, images, pairs.issame, image_format=image_format)

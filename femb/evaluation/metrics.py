@@ -56,6 +56,8 @@ class VerificationResult:
     fold_accuracies: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     fold_thresholds: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     higher_is_same: bool = True
+    scores: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))  # per pair, as given
+    issame: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=bool))
 
     def to_dict(self) -> dict[str, float | int | None]:
         out: dict[str, float | int | None] = {
@@ -197,4 +199,162 @@ def verification_metrics(
         fold_accuracies=accuracies,
         fold_thresholds=thresholds,
         higher_is_same=bool(higher_is_same),
+        scores=scores,
+        issame=issame,
     )
+
+
+# ---------------------------------------------------------------------------------------- operating points
+def threshold_at_far(scores: np.ndarray, issame: np.ndarray, far: float) -> float:
+    """The threshold (call "same" when score > threshold, higher = same) whose false-accept rate on
+    these pairs is the largest not above ``far``; NaN when ``far < 1 / num_different``.
+
+    From scikit-learn's ``roc_curve`` over every distinct score: the cut sits midway between the
+    lowest accepted score and the next one below, so it does not hinge on a tie.
+    """
+    from sklearn.metrics import roc_curve
+
+    scores = np.asarray(scores, dtype=np.float64)
+    issame = np.asarray(issame, dtype=bool)
+    negatives = int((~issame).sum())
+    if negatives == 0 or negatives * far < 1.0 or issame.all() or not issame.any():
+        return float("nan")
+    fpr, _, cuts = roc_curve(issame, scores, drop_intermediate=False)
+    # cuts[0] is +inf (nothing accepted); cuts[i] accepts every score >= cuts[i].
+    i = int(np.flatnonzero(fpr <= far + 1e-12)[-1])
+    if i == 0:
+        return float(cuts[1])  # even the top score is a false accept: accept nothing
+    if i == len(cuts) - 1:
+        span = float(cuts[1] - cuts[-1]) or 1.0
+        return float(cuts[-1]) - span / len(scores)
+    return 0.5 * (float(cuts[i]) + float(cuts[i + 1]))
+
+
+def accepted(scores: np.ndarray, threshold: float, higher_is_same: bool = True) -> np.ndarray:
+    """Which pairs a threshold calls "same": score > threshold (similarities), < (distances)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores > threshold if higher_is_same else scores < threshold
+
+
+def rates_at_threshold(
+    scores: np.ndarray, issame: np.ndarray, threshold: float, higher_is_same: bool = True
+) -> tuple[float, float]:
+    """(FAR, FRR) of ``threshold`` on these pairs; NaN for a rate with no pairs of its kind."""
+    issame = np.asarray(issame, dtype=bool)
+    same = accepted(scores, threshold, higher_is_same)
+    far = float(same[~issame].mean()) if (~issame).any() else float("nan")
+    frr = float((~same[issame]).mean()) if issame.any() else float("nan")
+    return far, frr
+
+
+@dataclass
+class OperatingPoint:
+    """A target false-accept rate: the threshold on all pairs and the k-fold TAR there.
+
+    ``threshold`` comes from every pair (what calibration writes into a model). ``tar`` and
+    ``tar_std`` are the mean and population std of the held-out TARs of the k-fold protocol:
+    for each fold the threshold at ``far`` is chosen on the other folds and applied to it;
+    ``fold_fars`` are the false-accept rates those thresholds gave on their held-out folds.
+    """
+
+    far: float
+    threshold: float
+    tar: float
+    tar_std: float
+    fold_thresholds: np.ndarray = field(repr=False)
+    fold_tars: np.ndarray = field(repr=False)
+    fold_fars: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, float | None]:
+        """Flat keys beside ``tar_at_far_<far>``: ``threshold_at_far_<far>``, ``tar_at_far_<far>_fold_mean``,
+        ``tar_at_far_<far>_std``."""
+        key = far_key(self.far)
+        return {
+            key.replace("tar_at", "threshold_at", 1): _json_number(self.threshold),
+            f"{key}_fold_mean": _json_number(self.tar),
+            f"{key}_std": _json_number(self.tar_std),
+        }
+
+
+def far_operating_points(
+    scores: Sequence[float] | np.ndarray,
+    issame: Sequence[bool] | np.ndarray,
+    fars: Sequence[float],
+    n_folds: int = 10,
+    higher_is_same: bool = True,
+) -> list[OperatingPoint]:
+    """One :class:`OperatingPoint` per target FAR, on the folds of :func:`kfold_accuracy`.
+
+    Thresholds are in the scores' units (a distance when ``higher_is_same=False``). A FAR the
+    pairs cannot resolve (fewer than ``1 / far`` different pairs where it is chosen) gives NaN.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    issame = np.asarray(issame, dtype=bool).reshape(-1)
+    oriented = scores if higher_is_same else -scores
+    sign = 1.0 if higher_is_same else -1.0
+    fold_of = np.repeat(np.arange(n_folds), [len(f) for f in np.array_split(np.arange(len(scores)), n_folds)])
+    points = []
+    for far in fars:
+        thresholds, tars, fars_held = np.empty(n_folds), np.empty(n_folds), np.empty(n_folds)
+        for fold in range(n_folds):
+            train, held = fold_of != fold, fold_of == fold
+            threshold = threshold_at_far(oriented[train], issame[train], float(far))
+            thresholds[fold] = sign * threshold
+            false_accept, false_reject = rates_at_threshold(oriented[held], issame[held], threshold)
+            tars[fold] = float("nan") if math.isnan(threshold) else 1.0 - false_reject
+            fars_held[fold] = false_accept if not math.isnan(threshold) else float("nan")
+        points.append(
+            OperatingPoint(
+                far=float(far),
+                threshold=sign * threshold_at_far(oriented, issame, float(far)),
+                tar=float(tars.mean()),
+                tar_std=float(tars.std()),
+                fold_thresholds=thresholds,
+                fold_tars=tars,
+                fold_fars=fars_held,
+            )
+        )
+    return points
+
+
+# ---------------------------------------------------------------------------------------- quality
+@dataclass
+class RejectPoint:
+    """One step of the error-versus-reject curve."""
+
+    rejected: float  # the fraction of pairs rejected, lowest quality first
+    kept_pairs: int
+    fnmr: float  # among the kept same-person pairs; NaN when none is left
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"rejected": self.rejected, "kept_pairs": self.kept_pairs, "fnmr": _json_number(self.fnmr)}
+
+
+def error_versus_reject(
+    scores: Sequence[float] | np.ndarray,
+    issame: Sequence[bool] | np.ndarray,
+    quality: Sequence[float] | np.ndarray,
+    threshold: float,
+    fractions: Sequence[float] = tuple(i / 20 for i in range(11)),
+    higher_is_same: bool = True,
+) -> list[RejectPoint]:
+    """FNMR at a fixed threshold as the lowest-quality pairs are rejected (ISO/IEC 29794-1's ERC).
+
+    ``threshold`` stays the one fixed before any rejection (at the target FMR on all pairs), so
+    the curve shows how much of the error the quality score explains. The ``⌊f·N⌋`` pairs of
+    lowest ``quality`` are rejected at fraction ``f`` (ties: the earlier pair first).
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    issame = np.asarray(issame, dtype=bool).reshape(-1)
+    quality = np.asarray(quality, dtype=np.float64).reshape(-1)
+    if not len(scores) == len(issame) == len(quality):
+        raise ValueError(f"{len(scores)} scores, {len(issame)} flags and {len(quality)} qualities")
+    order = np.argsort(quality, kind="stable")
+    rejected_same = ~accepted(scores, threshold, higher_is_same) & issame
+    points = []
+    for fraction in fractions:
+        kept = order[int(math.floor(float(fraction) * len(scores) + 1e-9)) :]
+        genuine = int(issame[kept].sum())
+        fnmr = float(rejected_same[kept].sum()) / genuine if genuine else float("nan")
+        points.append(RejectPoint(rejected=float(fraction), kept_pairs=len(kept), fnmr=fnmr))
+    return points

@@ -134,8 +134,14 @@ class VerificationEvaluator:
         return pairs
 
     @torch.no_grad()
-    def embed(self, embed_fn: EmbedFn, images: Dataset, batch_size: int | None = None) -> np.ndarray:
-        """Flip-summed, L2-normalised embeddings of every image of ``images``, as float32 ``[N, D]``."""
+    def embed(
+        self, embed_fn: EmbedFn, images: Dataset, batch_size: int | None = None, return_norms: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Flip-summed, L2-normalised embeddings of every image of ``images``, as float32 ``[N, D]``.
+
+        ``return_norms``: also the raw norm of each image's own (unflipped) embedding, MagFace's
+        quality score, as ``femb embed`` writes it in its ``norm`` column.
+        """
         loader = DataLoader(
             images,
             batch_size=int(batch_size or self.batch_size),
@@ -143,15 +149,17 @@ class VerificationEvaluator:
             num_workers=self.num_workers,
             collate_fn=_collate_images,
         )
-        chunks = []
+        chunks, norms = [], []
         for batch in loader:
             embedding = _to_numpy(embed_fn(batch), len(batch))
+            norms.append(np.linalg.norm(embedding, axis=1))
             if self.flip:
                 embedding = embedding + _to_numpy(embed_fn(hflip(batch)), len(batch))
             chunks.append(embedding)
         if not chunks:
             raise ValueError("the verification set holds no images")
-        return l2_normalize(np.concatenate(chunks))
+        embeddings = l2_normalize(np.concatenate(chunks))
+        return (embeddings, np.concatenate(norms)) if return_norms else embeddings
 
     def evaluate(
         self, embed_fn: EmbedFn, dataset: Dataset, batch_size: int | None = None

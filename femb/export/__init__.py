@@ -1,6 +1,8 @@
-"""ONNX export of a backbone (header stripped) with preprocessing metadata and a parity check."""
+"""ONNX export of a backbone (header stripped) with preprocessing metadata and a parity check;
+a calibrated threshold written into an exported model."""
 
-from femb.export.metadata import Preprocessing, read_metadata
+from femb.export.calibration import file_sha256, image_pairs_sha256, write_threshold
+from femb.export.metadata import ModelThreshold, Preprocessing, read_metadata
 from femb.export.onnx_export import (
     DEFAULT_MIN_COSINE,
     DEFAULT_MIN_COSINE_FP16,
@@ -18,6 +20,7 @@ __all__ = [
     "DEFAULT_MIN_COSINE_FP16",
     "ExportError",
     "ExportReport",
+    "ModelThreshold",
     "ParityError",
     "ParityResult",
     "Preprocessing",
@@ -25,6 +28,9 @@ __all__ = [
     "compare_embeddings",
     "default_output_path",
     "export_onnx",
+    "file_sha256",
     "format_cosine",
+    "image_pairs_sha256",
     "read_metadata",
+    "write_threshold",
 ]

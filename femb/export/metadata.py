@@ -13,6 +13,8 @@ from typing import Any
 
 import onnx
 
+from femb.data.transforms import MEAN, STD
+
 # Keys written by femb (readers must ignore keys they do not know: extras may be added).
 FORMAT_KEY = "femb.format"
 FORMAT = "femb.embedding"
@@ -27,8 +29,8 @@ class Preprocessing:
 
     size: tuple[int, int] = (112, 112)
     color_order: str = "RGB"
-    mean: float = 127.5
-    std: float = 127.5
+    mean: float = MEAN
+    std: float = STD
     layout: str = FLOAT_LAYOUT
     dtype: str = "float32"
     normalized_in_graph: bool = False
@@ -40,11 +42,99 @@ class Preprocessing:
         return cls(
             size=(int(size[0]), int(size[-1])),
             color_order=meta.get("color_order", "RGB").upper(),
-            mean=float(meta.get("mean", 127.5)),
-            std=float(meta.get("std", 127.5)),
+            mean=float(meta.get("mean", MEAN)),
+            std=float(meta.get("std", STD)),
             layout=meta.get("input_layout", UINT8_LAYOUT if in_graph else FLOAT_LAYOUT),
             dtype=meta.get("input_dtype", "uint8" if in_graph else "float32"),
             normalized_in_graph=in_graph,
+        )
+
+
+THRESHOLD_SIMILARITIES = ("cos", "euclidean")
+# ModelThreshold's fields → metadata keys.
+THRESHOLD_KEYS = {
+    "threshold": "threshold",
+    "far": "threshold_far",
+    "similarity": "threshold_similarity",
+    "flip": "threshold_flip",
+    "calibration_set": "calibration_set",
+    "calibration_pairs": "calibration_pairs",
+    "calibration_sha256": "calibration_sha256",
+}
+
+
+@dataclass(frozen=True)
+class ModelThreshold:
+    """A decision threshold calibrated at a target false-accept rate, as a model carries it.
+
+    ``similarity``: ``cos`` (same person when the cosine is above ``threshold``) or ``euclidean``
+    (squared L2 distance between normalised embeddings, same when below). ``flip``: whether the
+    embeddings the threshold was chosen on add the mirrored image's. The calibration set is named,
+    counted and fingerprinted so that a later reader knows what the threshold was measured on.
+    """
+
+    threshold: float
+    far: float
+    similarity: str = "cos"
+    flip: bool = True
+    calibration_set: str = ""
+    calibration_pairs: int = 0
+    calibration_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if self.similarity not in THRESHOLD_SIMILARITIES:
+            raise ValueError(
+                f"threshold similarity must be one of {', '.join(THRESHOLD_SIMILARITIES)}, "
+                f"got {self.similarity!r}"
+            )
+        if not (0.0 < float(self.far) < 1.0):
+            raise ValueError(f"threshold false-accept rate must lie in (0, 1), got {self.far}")
+        if not float(self.threshold) == float(self.threshold):  # NaN
+            raise ValueError("the threshold is NaN")
+
+    @property
+    def higher_is_same(self) -> bool:
+        return self.similarity == "cos"
+
+    def describe(self) -> str:
+        """``0.3120 (cos, flip on) at FAR 1e-3, calibrated on lfw.bin (6,000 pairs)``."""
+        calibrated = (
+            f", calibrated on {self.calibration_set} ({self.calibration_pairs:,} pairs)"
+            if self.calibration_set
+            else ""
+        )
+        flip = "on" if self.flip else "off"
+        return f"{self.threshold:.4f} ({self.similarity}, flip {flip}) at FAR {self.far:g}{calibrated}"
+
+    def to_metadata(self) -> dict[str, str]:
+        values = {
+            "threshold": repr(float(self.threshold)),
+            "far": repr(float(self.far)),
+            "similarity": self.similarity,
+            "flip": "true" if self.flip else "false",
+            "calibration_set": self.calibration_set,
+            "calibration_pairs": str(int(self.calibration_pairs)),
+            "calibration_sha256": self.calibration_sha256,
+        }
+        return {THRESHOLD_KEYS[name]: value for name, value in values.items()}
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str]) -> ModelThreshold | None:
+        """The threshold a model's metadata carries, None when it carries none; other keys are
+        ignored. A threshold that is there but malformed is a ``ValueError`` naming the key."""
+        if THRESHOLD_KEYS["threshold"] not in meta:
+            return None
+        threshold = _number(meta, THRESHOLD_KEYS["threshold"], float)
+        far = _number(meta, THRESHOLD_KEYS["far"], float)
+        pairs = _number(meta, THRESHOLD_KEYS["calibration_pairs"], int, "0")
+        return cls(
+            threshold=threshold,
+            far=far,
+            similarity=meta.get(THRESHOLD_KEYS["similarity"], "cos"),
+            flip=meta.get(THRESHOLD_KEYS["flip"], "true").lower() == "true",
+            calibration_set=meta.get(THRESHOLD_KEYS["calibration_set"], ""),
+            calibration_pairs=pairs,
+            calibration_sha256=meta.get(THRESHOLD_KEYS["calibration_sha256"], ""),
         )
 
 
@@ -78,8 +168,8 @@ def build_metadata(
         "output_name": "embedding",
         "input_size": "112,112",
         "color_order": "RGB",
-        "mean": "127.5",
-        "std": "127.5",
+        "mean": repr(MEAN),
+        "std": repr(STD),
         "input_layout": UINT8_LAYOUT if normalize_in_graph else FLOAT_LAYOUT,
         "input_dtype": "uint8" if normalize_in_graph else "float32",
         "normalize_in_graph": "true" if normalize_in_graph else "false",
@@ -111,6 +201,13 @@ def read_metadata(source: str | os.PathLike | onnx.ModelProto) -> dict[str, str]
     if not isinstance(source, onnx.ModelProto):
         source = onnx.load(os.fspath(source), load_external_data=False)
     return {entry.key: entry.value for entry in source.metadata_props}
+
+
+def _number(meta: dict[str, str], key: str, kind: type, default: str = "") -> Any:
+    try:
+        return kind(meta.get(key, default))
+    except ValueError:
+        raise ValueError(f"metadata {key}={meta.get(key)!r} is not a number") from None
 
 
 def _jsonable(value: Any) -> Any:

@@ -21,20 +21,23 @@ import inspect
 import io
 import logging
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
 
 import femb
+from femb.data.transforms import MEAN, STD, normalize
+from femb.errors import one_line
 from femb.export.metadata import build_metadata, set_metadata
 from femb.export.parity import ParityResult, compare_embeddings, face_batch, format_cosine
+from femb.fileio import atomic_write_bytes
 
 MIN_OPSET = 17
 DYNAMO_MIN_OPSET = 18  # the torch.export-based exporter emits opset 18 or later
@@ -45,7 +48,7 @@ DEFAULT_MIN_COSINE_FP16 = 0.999
 DEFAULT_PARITY_BATCHES = (1, 32)
 EXPORTERS = ("torchscript", "dynamo", "auto")
 PROTOBUF_LIMIT = 2**31 - 1
-MEAN = STD = 127.5
+ERROR_CHARS = 300  # exporter errors can run to pages; the line keeps their start
 
 
 class ExportError(ValueError):
@@ -211,14 +214,15 @@ def export_onnx(
     except Exception as error:  # noqa: BLE001 - any exporter failure is reported the same way
         if exporter != "auto":
             raise ExportError(
-                f"ONNX export of {src.name} failed ({used} exporter): {_one_line(error)}"
+                f"ONNX export of {src.name} failed ({used} exporter): {one_line(error, ERROR_CHARS)}"
             ) from None
-        notes.append(f"TorchScript exporter failed ({_one_line(error)}); used the dynamo exporter")
+        reason = one_line(error, ERROR_CHARS)
+        notes.append(f"TorchScript exporter failed ({reason}); used the dynamo exporter")
         used = "dynamo"
         try:
             model = _export(graph, dummy, used, int(opset))
         except Exception as second:  # noqa: BLE001
-            raise ExportError(f"ONNX export of {src.name} failed: {_one_line(second)}") from None
+            raise ExportError(f"ONNX export of {src.name} failed: {one_line(second, ERROR_CHARS)}") from None
 
     embed_dim = int(src.kwargs.get("embed_dim") or _output_dim(reference))
     meta = build_metadata(
@@ -264,7 +268,7 @@ def export_onnx(
             f"(max |difference| {report.max_abs_diff:.3g}); {output} was not written",
             report,
         )
-    _write_atomically(data, output)
+    atomic_write_bytes(output, data)
     report.path = output
     return report
 
@@ -280,27 +284,38 @@ def check_parity(
     ``model``: serialized ONNX bytes or a path. ``normalize_in_graph``: whether the graph takes
     uint8 NHWC input [default: read from the model's input type].
     """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        model if isinstance(model, bytes) else os.fspath(model), options, providers=["CPUExecutionProvider"]
-    )
-    input_meta = session.get_inputs()[0]
-    if normalize_in_graph is None:
-        normalize_in_graph = input_meta.type == "tensor(uint8)"
+    session = onnx_session(model)
     backbone = backbone.cpu().float().eval()
     results = []
     for batch_size in batch_sizes:
         faces = face_batch(int(batch_size))
-        images = (faces.to(torch.float32) - MEAN) / STD
         with torch.no_grad():
-            expected = backbone(images).float().numpy()
-        feed = faces.permute(0, 2, 3, 1).contiguous().numpy() if normalize_in_graph else images.numpy()
-        got = session.run(None, {input_meta.name: feed})[0]
-        results.append(compare_embeddings(expected, got))
+            expected = backbone(normalize(faces)).float().numpy()
+        results.append(compare_embeddings(expected, onnx_embeddings(session, faces, normalize_in_graph)))
     return results
+
+
+def onnx_session(model: bytes | str | os.PathLike):
+    """An onnxruntime CPU session over serialized ONNX bytes or a path (warnings silenced)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_embeddings(session, faces: torch.Tensor, normalize_in_graph: bool | None = None) -> np.ndarray:
+    """The session's output for uint8 ``N×3×H×W`` ``faces``, fed as the femb contract says: uint8
+    NHWC to a graph that normalises them itself, else float ``(x-127.5)/127.5`` NCHW."""
+    input_meta = session.get_inputs()[0]
+    if normalize_in_graph is None:
+        normalize_in_graph = input_meta.type == "tensor(uint8)"
+    if normalize_in_graph:
+        feed = faces.permute(0, 2, 3, 1).contiguous().numpy()
+    else:
+        feed = normalize(faces).numpy()
+    return session.run(None, {input_meta.name: feed})[0]
 
 
 def default_output_path(
@@ -382,7 +397,7 @@ def _dummy_input(batch_size: int, normalize_in_graph: bool) -> torch.Tensor:
     faces = face_batch(batch_size)
     if normalize_in_graph:
         return faces.permute(0, 2, 3, 1).contiguous()
-    return (faces.to(torch.float32) - MEAN) / STD
+    return normalize(faces)
 
 
 def _export(graph: nn.Module, dummy: torch.Tensor, exporter: str, opset: int) -> onnx.ModelProto:
@@ -459,7 +474,8 @@ def _check(model: onnx.ModelProto, name: str) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        raise ExportError(f"{name}: onnx.checker rejected the exported model: {_one_line(error)}") from None
+        reason = one_line(error, ERROR_CHARS)
+        raise ExportError(f"{name}: onnx.checker rejected the exported model: {reason}") from None
     inputs, outputs = model.graph.input, model.graph.output
     if [i.name for i in inputs] != ["input"] or [o.name for o in outputs] != ["embedding"]:
         raise ExportError(
@@ -476,27 +492,8 @@ def _output_dim(backbone: nn.Module) -> int:
         return int(backbone(torch.zeros(2, 3, 112, 112)).shape[1])
 
 
-def _write_atomically(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".") or "model"
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return (text[:300] + "…") if len(text) > 300 else (text or type(error).__name__)
 
 
 __all__ = [
@@ -509,4 +506,6 @@ __all__ = [
     "check_parity",
     "default_output_path",
     "export_onnx",
+    "onnx_embeddings",
+    "onnx_session",
 ]

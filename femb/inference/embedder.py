@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from femb.data.batches import face_batches
-from femb.export.metadata import FORMAT_KEY, Preprocessing
+from femb.data.transforms import MEAN, STD, denormalize
+from femb.export.metadata import FORMAT_KEY, ModelThreshold, Preprocessing
 from femb.fileio import require_regular_file
 from femb.inference.providers import CPU, ProviderChoice, select_provider, short_name
 
 DEFAULT_BATCH_SIZE = 64
-MEAN = STD = 127.5
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
@@ -37,24 +37,84 @@ class InferenceError(RuntimeError):
     """onnxruntime failed on a batch (wrong input size for a foreign model, out of memory, ...)."""
 
 
+class NoThresholdError(ValueError):
+    """``same_person`` on a model that carries no calibrated threshold."""
+
+
+def embedding_norms(embeddings: np.ndarray) -> np.ndarray:
+    """Raw L2 norm of each row: MagFace's quality score (``femb embed`` writes it as ``norm``)."""
+    return np.linalg.norm(np.asarray(embeddings, dtype=np.float32), axis=1)
+
+
 class BatchEmbedder:
     """What both runtimes share: batching, flip and normalisation around ``_embed_batch``."""
 
     batch_size: int
     embed_dim: int
+    metadata: dict[str, str]
+    name: str
 
     def _embed_batch(self, faces: torch.Tensor, flip: bool) -> np.ndarray:
         raise NotImplementedError
 
-    def embed(self, images: Any, normalize: bool = False, flip: bool = False) -> np.ndarray:
-        """Embeddings ``N×D`` (float32) of one image or many; ``flip`` adds the mirrored image's."""
+    def embed(
+        self, images: Any, normalize: bool = False, flip: bool = False, return_norms: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Embeddings ``N×D`` (float32) of one image or many; ``flip`` adds the mirrored image's.
+
+        ``return_norms``: ``(embeddings, norms)``, the raw norms (before ``normalize``) of the
+        embeddings as computed, flip-summed when ``flip``: see :meth:`quality`.
+        """
         chunks = [self._embed_batch(batch, flip) for batch in face_batches(images, self.batch_size)]
-        if not chunks:
-            return np.zeros((0, self.embed_dim), dtype=np.float32)
-        out = np.concatenate(chunks)
+        out = np.concatenate(chunks) if chunks else np.zeros((0, self.embed_dim), dtype=np.float32)
+        norms = embedding_norms(out)
         if normalize:
-            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+            out = out / np.maximum(norms, 1e-12)[:, None]
+        return (out, norms) if return_norms else out
+
+    def quality(self, images: Any, flip: bool = False) -> np.ndarray:
+        """MagFace's quality score of each image: its raw embedding norm (without ``flip``, one
+        image's own embedding; the ``norm`` column of ``femb embed``). Meaningless for a model whose
+        output is L2-normalised (every norm is 1): see :attr:`outputs_unit_vectors`."""
+        return self.embed(images, flip=flip, return_norms=True)[1]
+
+    @property
+    def outputs_unit_vectors(self) -> bool:
+        """Whether the model's metadata says its output is L2-normalised (no quality in the norm)."""
+        return self.metadata.get("output_normalized", "false").lower() == "true"
+
+    @property
+    def threshold(self) -> ModelThreshold | None:
+        """The calibrated threshold the model carries, or None (``ValueError`` when malformed)."""
+        try:
+            return ModelThreshold.from_metadata(self.metadata)
+        except ValueError as error:
+            raise ValueError(f"{self.name}: {error}") from None
+
+    def same_person(self, a: Any, b: Any) -> bool | np.ndarray:
+        """Whether ``a`` and ``b`` show the same person, by the model's calibrated threshold.
+
+        Each side is embedded with the threshold's flip setting, L2-normalised and compared with
+        its similarity. One pair gives a ``bool``; batches (as many images on each side) give a
+        boolean array, pair by pair. :class:`NoThresholdError` when the model carries none.
+        """
+        from femb.evaluation import accepted, pair_scores
+
+        threshold = self.threshold
+        if threshold is None:
+            raise NoThresholdError(
+                f"{self.name} carries no calibrated threshold; write one with "
+                "`femb verify pairs MODEL.onnx --far 1e-3 --calibrate` on a pairs set"
+            )
+        first = self.embed(a, normalize=True, flip=threshold.flip)
+        second = self.embed(b, normalize=True, flip=threshold.flip)
+        if len(first) != len(second):
+            raise ValueError(f"same_person: {len(first)} images against {len(second)}")
+        count = len(first)
+        pairs = np.stack([np.arange(count), np.arange(count, 2 * count)], axis=1)
+        scores = pair_scores(np.concatenate([first, second]), pairs, threshold.similarity)
+        same = accepted(scores, threshold.threshold, threshold.higher_is_same)
+        return bool(same[0]) if count == 1 else same
 
     def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
         """``embed_fn`` for :class:`femb.evaluation.VerificationEvaluator`: a float batch → raw embeddings."""
@@ -95,6 +155,8 @@ class OnnxEmbedder(BatchEmbedder):
             raise ModelLoadError(f"{self.path}: no such file")
         if self.path.is_dir():
             raise ModelLoadError(f"{self.path}: is a directory, not an ONNX model")
+        require_regular_file(self.path, "model")  # a FIFO or a device would block the session
+        self.name = self.path.name
         self.choice: ProviderChoice = select_provider(provider)
         options = ort.SessionOptions()
         # Level 3 hides onnxruntime's warnings such as "some nodes were not assigned to the
@@ -196,15 +258,7 @@ class OnnxEmbedder(BatchEmbedder):
         if prep.color_order == "BGR":
             faces = faces.flip(1)
         if prep.dtype == "uint8":
-            feed = (
-                (faces * STD + MEAN)
-                .round()
-                .clamp(0, 255)
-                .to(torch.uint8)
-                .permute(0, 2, 3, 1)
-                .contiguous()
-                .numpy()
-            )
+            feed = denormalize(faces).permute(0, 2, 3, 1).contiguous().numpy()
         else:
             if (prep.mean, prep.std) != (MEAN, STD):
                 faces = (faces * STD + MEAN - prep.mean) / prep.std
@@ -243,6 +297,7 @@ class TorchEmbedder(BatchEmbedder):
             "backbone": spec.get("name", type(backbone).__name__),
             "run_name": self.payload.get("run_name") or "",
         }
+        self.name = self.metadata["run_name"] or self.metadata["backbone"]
 
     @torch.no_grad()
     def _embed_batch(self, faces: torch.Tensor, flip: bool) -> np.ndarray:
@@ -358,8 +413,10 @@ __all__ = [
     "CPU",
     "InferenceError",
     "ModelLoadError",
+    "NoThresholdError",
     "OnnxEmbedder",
     "TorchEmbedder",
+    "embedding_norms",
     "insightface_input_stats",
     "is_onnx_model",
     "open_embedder",

@@ -48,13 +48,19 @@ def faces():
 @pytest.fixture(scope="module")
 def bin_file(faces, tmp_path_factory):
     """Alternating same / different pairs: 2 × NUM_IDENTITIES pairs."""
+    return alternating_pairs_bin(faces, tmp_path_factory.mktemp("bin") / "synthetic.bin", shifted=False)
+
+
+def alternating_pairs_bin(faces, path, shifted: bool):
+    """Pair 2i: identity i's two images; pair 2i+1, 'different': image 0 of i with image 1 of i+1,
+    or (``shifted``) image 0 of i with itself, which any threshold accepts."""
     images, issame = [], []
     for i in range(NUM_IDENTITIES):
         images += [faces[i][0], faces[i][1]]
         issame.append(True)
-        images += [faces[i][0], faces[(i + 1) % NUM_IDENTITIES][1]]
+        images += [faces[i][0], faces[i][0] if shifted else faces[(i + 1) % NUM_IDENTITIES][1]]
         issame.append(False)
-    return write_verification_bin(tmp_path_factory.mktemp("bin") / "synthetic.bin", images, issame)
+    return write_verification_bin(path, images, issame)
 
 
 @pytest.fixture(scope="module")
@@ -294,3 +300,136 @@ def test_plot_needs_matplotlib(models, bin_file, tmp_path):
     else:
         assert result.exit_code == 0, result.output
         assert png.stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------------------- thresholds
+def verify_bin(model, bin_path, *args):
+    """`femb verify pairs MODEL --bin BIN` on the CPU, without the ROC plot."""
+    return verify(model, "--bin", bin_path, "--provider", "cpu", "--no-roc", *args)
+
+
+@pytest.fixture
+def onnx_copy(models, tmp_path):
+    """A private copy of the ONNX model: calibration rewrites it."""
+    import shutil
+
+    return shutil.copy(models[0], tmp_path / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def shifted_bin(faces, tmp_path_factory):
+    """Drift on purpose: every 'different' pair is one image twice, so any threshold accepts it."""
+    return alternating_pairs_bin(faces, tmp_path_factory.mktemp("shifted") / "shifted.bin", shifted=True)
+
+
+def test_far_targets_report_threshold_and_fold_spread(models, bin_file, tmp_path):
+    result = verify_bin(
+        models[0], bin_file, "--far", "0.25", "--far", "0.5", "--folds", "2", "--json", tmp_path / "r.json"
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "r.json").read_text())
+    for key in ("2.5e-1", "5e-1"):
+        assert isinstance(summary[f"threshold_at_far_{key}"], float)
+        assert 0.0 <= summary[f"tar_at_far_{key}_fold_mean"] <= 1.0 and summary[f"tar_at_far_{key}_std"] >= 0
+    assert "TAR@FAR=2.5e-1" in result.stdout and "at threshold" in result.stdout
+    assert "tar_at_far_1e-3" not in summary  # --far replaces the defaults
+    assert_one_line_error(verify(models[0], "--bin", bin_file, "--far", "1.5"))
+
+
+def test_calibrate_then_drift_on_shifted_pairs(onnx_copy, bin_file, shifted_bin, tmp_path):
+    from femb.export import file_sha256, read_metadata
+    from femb.inference import OnnxEmbedder
+
+    result = verify_bin(onnx_copy, bin_file, "--far", "0.25", "--calibrate", "--json", tmp_path / "c.json")
+    assert result.exit_code == 0, result.output
+    assert "written to" in result.stdout and "embeddings unchanged" in result.stdout
+    meta = read_metadata(onnx_copy)
+    assert meta["threshold_far"] == "0.25" and meta["threshold_similarity"] == "cos"
+    assert meta["threshold_flip"] == "true" and meta["calibration_set"] == "synthetic.bin"
+    assert meta["calibration_pairs"] == str(2 * NUM_IDENTITIES)
+    assert meta["calibration_sha256"] == file_sha256(bin_file)
+    summary = json.loads((tmp_path / "c.json").read_text())
+    assert float(meta["threshold"]) == summary["threshold_at_far_2.5e-1"]
+    assert OnnxEmbedder(onnx_copy, provider="cpu").threshold.far == 0.25
+
+    # The calibration set again: FAR at the stored threshold is within target, no warning.
+    same_set = verify_bin(onnx_copy, bin_file, "--json", tmp_path / "s.json", "--fail-over-far", "0.25")
+    assert same_set.exit_code == 0, same_set.output
+    assert "model threshold" in same_set.stdout and "calibration drift" not in same_set.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["far_at_model_threshold"] <= 0.25
+
+    # Shifted pairs: every different pair is accepted, FAR 1.0 = 4× the target → one warning line.
+    shifted = verify_bin(onnx_copy, shifted_bin, "--json", tmp_path / "d.json", "--fail-over-far", "0.5")
+    drift = [line for line in shifted.stderr.splitlines() if "calibration drift" in line]
+    assert len(drift) == 1 and drift[0].startswith("warning: ") and "synthetic.bin" in drift[0]
+    assert shifted.exit_code == 1 and "--fail-over-far" in shifted.stderr
+    report = json.loads((tmp_path / "d.json").read_text())
+    assert report["far_at_model_threshold"] == 1.0 and report["calibration_drift"]
+
+
+def test_calibrate_and_fail_over_far_errors(models, bin_file):
+    onnx_path, checkpoint = models
+    error = assert_one_line_error(verify(checkpoint, "--bin", bin_file, "--calibrate", "--far", "0.5"))
+    assert "ONNX" in error
+    error = assert_one_line_error(
+        verify(onnx_path, "--bin", bin_file, "--fail-over-far", "0.1", "--provider", "cpu")
+    )
+    assert "no calibrated threshold" in error
+    # 12 different pairs cannot resolve FAR 1e-3: nothing is written.
+    error = assert_one_line_error(verify(onnx_path, "--bin", bin_file, "--calibrate", "--no-roc"))
+    assert "cannot resolve FAR 0.001" in error
+
+
+def test_quality_curve_table_plot_json_csv(models, bin_file, tmp_path):
+    result = verify_bin(
+        models[0],
+        bin_file,
+        "--far",
+        "0.25",
+        "--quality-curve",
+        "--json",
+        tmp_path / "q.json",
+        "--csv-out",
+        tmp_path / "q.csv",
+    )
+    assert result.exit_code == 0, result.output
+    assert "error versus reject" in result.stdout and "FNMR as the lowest-quality" in result.stdout
+    summary = json.loads((tmp_path / "q.json").read_text())
+    curve = summary["quality_curve"]
+    assert [point["rejected"] for point in curve] == pytest.approx([i / 20 for i in range(11)])
+    assert curve[0]["kept_pairs"] == 2 * NUM_IDENTITIES and curve[-1]["kept_pairs"] == NUM_IDENTITIES
+    assert summary["quality_curve_fmr"] == 0.25
+    row = pd.read_csv(tmp_path / "q.csv").iloc[0]
+    assert row["fnmr_at_reject_0%"] == pytest.approx(curve[0]["fnmr"])
+    assert row["fnmr_at_reject_50%"] == pytest.approx(curve[-1]["fnmr"])
+
+
+def test_quality_curve_skipped_for_unit_vector_models(models, bin_file, tmp_path):
+    import onnx
+
+    from femb.export.metadata import read_metadata, set_metadata
+
+    model = onnx.load(str(models[0]))
+    meta = read_metadata(model)
+    meta["output_normalized"] = "true"
+    set_metadata(model, meta)
+    onnx.save(model, str(tmp_path / "unit.onnx"))
+    result = verify_bin(tmp_path / "unit.onnx", bin_file, "--far", "0.25", "--quality-curve")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "quality curve skipped" in line]
+    assert len(notes) == 1 and "unit vectors" in notes[0]
+
+
+def test_calibrate_on_a_folder_fingerprints_pairs_and_images(onnx_copy, image_root, tmp_path):
+    from femb.export import read_metadata
+
+    def calibrate(seed: str) -> dict:
+        args = ("--folder", image_root, "--num-pairs", "24", "--seed", seed, "--far", "0.25", "--folds", "2")
+        result = verify(onnx_copy, *args, "--provider", "cpu", "--no-roc", "--calibrate")
+        assert result.exit_code == 0, result.output
+        return read_metadata(onnx_copy)
+
+    first = calibrate("0")
+    assert first["calibration_set"] == image_root.name and len(first["calibration_sha256"]) == 64
+    assert calibrate("0")["calibration_sha256"] == first["calibration_sha256"]
+    assert calibrate("1")["calibration_sha256"] != first["calibration_sha256"]  # other pairs drawn
