@@ -2,6 +2,11 @@
 
 Every value in ONNX ``metadata_props`` is a string. Numbers are written with ``repr`` so they
 read back exactly; nested values (backbone and head hyper-parameters) are JSON.
+
+Input: float32 NCHW, fed ``(x - mean) / std``. A model exported with ``normalize_in_graph`` says
+mean 0, std 1 (it takes raw pixels in [0, 255] and normalises them itself) and
+``normalize_in_graph=true``. Older femb exports with ``normalize_in_graph`` took uint8 NHWC and say
+so in ``input_dtype``/``input_layout``; readers still honour that.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Preprocessing:
             color_order=meta.get("color_order", "RGB").upper(),
             mean=float(meta.get("mean", MEAN)),
             std=float(meta.get("std", STD)),
+            # Without these keys, normalize_in_graph meant uint8 NHWC (femb's first exports).
             layout=meta.get("input_layout", UINT8_LAYOUT if in_graph else FLOAT_LAYOUT),
             dtype=meta.get("input_dtype", "uint8" if in_graph else "float32"),
             normalized_in_graph=in_graph,
@@ -168,10 +174,11 @@ def build_metadata(
         "output_name": "embedding",
         "input_size": "112,112",
         "color_order": "RGB",
-        "mean": repr(MEAN),
-        "std": repr(STD),
-        "input_layout": UINT8_LAYOUT if normalize_in_graph else FLOAT_LAYOUT,
-        "input_dtype": "uint8" if normalize_in_graph else "float32",
+        # With normalize_in_graph the graph takes raw float pixels: what a reader feeds is x/1 - 0.
+        "mean": repr(0.0 if normalize_in_graph else MEAN),
+        "std": repr(1.0 if normalize_in_graph else STD),
+        "input_layout": FLOAT_LAYOUT,
+        "input_dtype": "float32",
         "normalize_in_graph": "true" if normalize_in_graph else "false",
         "output_normalized": "false",
         "precision": "fp16" if fp16 else "fp32",

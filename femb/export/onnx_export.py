@@ -1,8 +1,15 @@
 """Export a backbone to one self-contained ONNX file, check it, and prove it agrees with PyTorch.
 
 The training-only header is never exported. The graph's input is ``input`` (``N×3×112×112``
-float32, RGB, ``(x-127.5)/127.5``; or ``N×112×112×3`` uint8 RGB with ``normalize_in_graph``), its
-output ``embedding`` (``N×D`` float32, raw, not L2-normalised), the batch axis dynamic.
+float32 RGB, ``(x-127.5)/127.5``), its output ``embedding`` (``N×D`` float32, raw, not
+L2-normalised), the batch axis dynamic.
+
+With ``normalize_in_graph`` the input is the same ``N×3×112×112`` float32 RGB, but raw pixels in
+[0, 255]: the graph's first two nodes, named ``Sub_input_mean`` and ``Mul_input_scale``, compute
+``(x-127.5)·(1/127.5)``. insightface's ``ArcFaceONNX`` recognises those names and then feeds raw
+pixels (mean 0, std 1), so such a file serves through ``insightface.model_zoo.get_model`` as is;
+the metadata says mean 0, std 1. (femb before this took uint8 ``N×112×112×3`` there; readers still
+accept such files.)
 
 Exporter: PyTorch's TorchScript-based exporter by default. On these convolutional backbones it
 gives the same numbers as the torch.export-based ("dynamo") exporter, exports 3-5× faster (about
@@ -101,7 +108,7 @@ class ExportReport:
     @property
     def input_spec(self) -> str:
         return (
-            "uint8 N×112×112×3 (RGB)"
+            "float32 N×3×112×112 (RGB pixels 0-255, normalised in the graph)"
             if self.normalize_in_graph
             else "float32 N×3×112×112 (RGB, (x-127.5)/127.5)"
         )
@@ -140,7 +147,7 @@ class _Source:
 
 
 class _ExportGraph(nn.Module):
-    """The backbone plus the interface around it: optional uint8 preprocessing and fp16 casts."""
+    """The backbone plus the interface around it: optional in-graph normalisation and fp16 casts."""
 
     def __init__(self, backbone: nn.Module, fp16: bool, normalize_in_graph: bool):
         super().__init__()
@@ -150,8 +157,9 @@ class _ExportGraph(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.normalize_in_graph:
-            # Same arithmetic as femb.data.transforms.normalize, so parity is exact in fp32.
-            x = (x.permute(0, 3, 1, 2).to(torch.float32) - MEAN) / STD
+            # A Sub then a Mul, as insightface's ArcFaceONNX looks for (see _name_input_nodes).
+            # x·(1/127.5) differs from femb's x/127.5 by at most an ulp.
+            x = (x - MEAN) * (1.0 / STD)
         if self.fp16:
             x = x.to(torch.float16)
         # The interface stays float32 even when the weights are fp16.
@@ -223,6 +231,8 @@ def export_onnx(
             model = _export(graph, dummy, used, int(opset))
         except Exception as second:  # noqa: BLE001
             raise ExportError(f"ONNX export of {src.name} failed: {one_line(second, ERROR_CHARS)}") from None
+    if normalize_in_graph:
+        _name_input_nodes(model, src.name)
 
     embed_dim = int(src.kwargs.get("embed_dim") or _output_dim(reference))
     meta = build_metadata(
@@ -282,7 +292,7 @@ def check_parity(
     """Run onnxruntime (CPU) and the fp32 PyTorch ``backbone`` on the same face batches and compare.
 
     ``model``: serialized ONNX bytes or a path. ``normalize_in_graph``: whether the graph takes
-    uint8 NHWC input [default: read from the model's input type].
+    raw pixels and normalises them itself [default: read from the model's input type and metadata].
     """
     session = onnx_session(model)
     backbone = backbone.cpu().float().eval()
@@ -306,15 +316,19 @@ def onnx_session(model: bytes | str | os.PathLike):
 
 
 def onnx_embeddings(session, faces: torch.Tensor, normalize_in_graph: bool | None = None) -> np.ndarray:
-    """The session's output for uint8 ``N×3×H×W`` ``faces``, fed as the femb contract says: uint8
-    NHWC to a graph that normalises them itself, else float ``(x-127.5)/127.5`` NCHW."""
+    """The session's output for uint8 ``N×3×H×W`` ``faces``, fed as the femb contract says: raw
+    float32 pixels NCHW to a graph that normalises them itself, uint8 NHWC to such a graph from an
+    older femb (uint8 input), else float ``(x-127.5)/127.5`` NCHW.
+
+    ``normalize_in_graph`` [default: the metadata's ``normalize_in_graph``]."""
     input_meta = session.get_inputs()[0]
-    if normalize_in_graph is None:
-        normalize_in_graph = input_meta.type == "tensor(uint8)"
-    if normalize_in_graph:
+    if input_meta.type == "tensor(uint8)":
         feed = faces.permute(0, 2, 3, 1).contiguous().numpy()
     else:
-        feed = normalize(faces).numpy()
+        if normalize_in_graph is None:
+            meta = session.get_modelmeta().custom_metadata_map
+            normalize_in_graph = meta.get("normalize_in_graph", "false").lower() == "true"
+        feed = faces.float().numpy() if normalize_in_graph else normalize(faces).numpy()
     return session.run(None, {input_meta.name: feed})[0]
 
 
@@ -395,9 +409,7 @@ def _source_from_payload(backbone: nn.Module, payload: dict) -> _Source:
 def _dummy_input(batch_size: int, normalize_in_graph: bool) -> torch.Tensor:
     # A batch of 2: torch specialises sizes 0 and 1, which would pin the batch axis.
     faces = face_batch(batch_size)
-    if normalize_in_graph:
-        return faces.permute(0, 2, 3, 1).contiguous()
-    return normalize(faces)
+    return faces.float() if normalize_in_graph else normalize(faces)
 
 
 def _export(graph: nn.Module, dummy: torch.Tensor, exporter: str, opset: int) -> onnx.ModelProto:
@@ -462,6 +474,45 @@ def _export_dynamo(graph: nn.Module, dummy: torch.Tensor, opset: int) -> onnx.Mo
     finally:
         registration_log.setLevel(previous)
     return program.model_proto
+
+
+def _name_input_nodes(model: onnx.ModelProto, name: str) -> None:
+    """Name the in-graph normalisation ``Sub_input_mean`` and ``Mul_input_scale`` and put it first.
+
+    insightface's ``ArcFaceONNX`` feeds raw pixels (mean 0, std 1) only when the first 8 nodes
+    include one named ``Sub…`` and one named ``Mul…``; the exporters name them ``/Sub``,
+    ``node_sub``, … and may put constants or shape arithmetic before them. The two nodes (and the
+    input-free ``Constant`` nodes they read) move to the front: still a topological order.
+    """
+    nodes = list(model.graph.node)
+    input_name = model.graph.input[0].name
+    sub = next((n for n in nodes if n.op_type == "Sub" and n.input and n.input[0] == input_name), None)
+    mul = None
+    if sub is not None:
+        mul = next((n for n in nodes if n.op_type == "Mul" and sub.output[0] in n.input), None)
+    if sub is None or mul is None:
+        raise ExportError(f"{name}: no Sub and Mul of the input normalisation in the exported graph")
+    producers = {out: n for n in nodes for out in n.output}
+    constants = []
+    for node in (sub, mul):
+        for value in node.input:
+            producer = producers.get(value)
+            if producer is None or producer is sub or any(producer is c for c in constants):
+                continue
+            if producer.op_type != "Constant" or producer.input:
+                raise ExportError(f"{name}: the input normalisation reads a computed value ({value})")
+            constants.append(producer)
+    taken = {n.name for n in nodes} - {sub.name, mul.name}
+    if {"Sub_input_mean", "Mul_input_scale"} & taken:
+        raise ExportError(f"{name}: node names Sub_input_mean / Mul_input_scale are already in use")
+    sub.name, mul.name = "Sub_input_mean", "Mul_input_scale"
+    first = [*constants, sub, mul]
+    ordered = first + [n for n in nodes if all(n is not f for f in first)]
+    copies = [onnx.NodeProto() for _ in ordered]
+    for copy_, node in zip(copies, ordered, strict=True):
+        copy_.CopyFrom(node)
+    del model.graph.node[:]
+    model.graph.node.extend(copies)
 
 
 def _check(model: onnx.ModelProto, name: str) -> None:

@@ -5,8 +5,10 @@ Inputs are normalised face tensors/arrays (``3×112×112`` or ``N×3×112×112``
 letterboxing when they are another size), PIL images, image file paths, a list of these, or a
 map-style dataset of images or ``(image, label)`` items.
 Every input is brought to femb's float tensor first and then to what the model's metadata asks
-for (float NCHW or uint8 NHWC, its mean/std and colour order), so any femb export, and a
-foreign ONNX face model with a ``N×3×112×112`` float input, embeds the same images the same way.
+for (float NCHW with its mean/std, e.g. mean 0 and std 1 — raw pixels — for a graph that
+normalises itself; uint8 NHWC for such graphs from older femb exports; its colour order), so any
+femb export, and a foreign ONNX face model with a ``N×3×112×112`` float input, embeds the same
+images the same way.
 """
 
 from __future__ import annotations
@@ -193,7 +195,10 @@ class OnnxEmbedder(BatchEmbedder):
 
     # ------------------------------------------------------------------ public
     def describe(self) -> str:
-        kind = "uint8 NHWC" if self.preprocessing.dtype == "uint8" else f"{self.preprocessing.dtype} NCHW"
+        prep = self.preprocessing
+        kind = "uint8 NHWC" if prep.dtype == "uint8" else f"{prep.dtype} NCHW"
+        if prep.dtype != "uint8" and (prep.mean, prep.std) == (0.0, 1.0):
+            kind += ", raw pixels 0-255"
         return f"onnxruntime ({self.provider}), input {kind}"
 
     # ------------------------------------------------------------------ internals

@@ -52,24 +52,18 @@ def insightface_embeddings(path, rgb_faces: torch.Tensor) -> np.ndarray:
     return np.asarray(model.get_feat(bgr), dtype=np.float32)
 
 
-def test_float_export_gives_femb_embeddings_in_insightface(saved_model, tmp_path):
-    path = tmp_path / "model.onnx"
-    export(saved_model, path)
-    faces = face_batch(6)  # uint8 RGB N×3×112×112
-    theirs = insightface_embeddings(path, faces)
-    ours = OnnxEmbedder(path, provider="cpu").embed(faces.permute(0, 2, 3, 1).numpy())
-    assert cosines(theirs, ours).min() > 0.9999
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="--normalize-in-graph takes uint8 N×112×112×3; insightface 2.1 routes only square N×3×S×S "
-    "inputs to ArcFaceONNX (get_model returns None) and always feeds float32 NCHW",
+@pytest.mark.parametrize(
+    ("flags", "mean_std"),
+    [((), (127.5, 127.5)), (("--normalize-in-graph",), (0.0, 1.0))],
+    ids=["plain", "normalize-in-graph"],
 )
-def test_normalize_in_graph_export_in_insightface(saved_model, tmp_path):
-    path = tmp_path / "model_u8.onnx"
-    export(saved_model, path, "--normalize-in-graph")
-    faces = face_batch(6)
+def test_export_gives_femb_embeddings_in_insightface(saved_model, tmp_path, flags, mean_std):
+    path = tmp_path / "model.onnx"
+    export(saved_model, path, *flags)
+    model = insightface.model_zoo.get_model(str(path), providers=["CPUExecutionProvider"])
+    # With --normalize-in-graph insightface sees the graph's Sub/Mul and feeds raw pixels.
+    assert (model.input_mean, model.input_std) == mean_std
+    faces = face_batch(6)  # uint8 RGB N×3×112×112
     theirs = insightface_embeddings(path, faces)
     ours = OnnxEmbedder(path, provider="cpu").embed(faces.permute(0, 2, 3, 1).numpy())
     assert cosines(theirs, ours).min() > 0.9999

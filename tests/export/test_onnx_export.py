@@ -147,22 +147,39 @@ def test_fp16_keeps_float32_interface(tmp_path):
     assert next(backbone.parameters()).dtype == torch.float32
 
 
-def test_normalize_in_graph_takes_uint8_nhwc(tiny, tmp_path):
-    report = export_onnx(tiny, tmp_path / "u8.onnx", normalize_in_graph=True)
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_normalize_in_graph_takes_raw_float_pixels(tiny, tmp_path, exporter):
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+    report = export_onnx(tiny, tmp_path / "raw.onnx", normalize_in_graph=True, exporter=exporter)
     assert report.parity_ok and report.min_cosine > 0.99999
+    assert report.input_spec.startswith("float32 N×3×112×112")
     sess = session(report.path)
     inp = sess.get_inputs()[0]
-    assert inp.type == "tensor(uint8)" and inp.shape[1:] == [112, 112, 3]
+    assert inp.type == "tensor(float)" and inp.shape[1:] == [3, 112, 112]
     meta = read_metadata(report.path)
     assert (meta["input_layout"], meta["input_dtype"], meta["normalize_in_graph"]) == (
-        "NHWC",
-        "uint8",
+        "NCHW",
+        "float32",
         "true",
     )
+    assert (float(meta["mean"]), float(meta["std"])) == (0.0, 1.0)
+    prep = Preprocessing.from_metadata(meta)
+    assert (prep.dtype, prep.layout, prep.mean, prep.std, prep.normalized_in_graph) == (
+        "float32",
+        "NCHW",
+        0.0,
+        1.0,
+        True,
+    )
+    # insightface's ArcFaceONNX looks for nodes named Sub…/Mul… among the first 8.
+    nodes = onnx.load(str(report.path)).graph.node[:8]
+    names = {node.name: node.op_type for node in nodes}
+    assert names.get("Sub_input_mean") == "Sub" and names.get("Mul_input_scale") == "Mul"
     from femb.export.parity import face_batch
 
     uint8 = face_batch(3)
-    got = sess.run(None, {"input": uint8.permute(0, 2, 3, 1).numpy()})[0]
+    got = sess.run(None, {"input": uint8.float().numpy()})[0]
     expected = torch_embed(tiny, (uint8.float() - 127.5) / 127.5)
     assert compare_embeddings(expected, got).max_abs_diff < 1e-4
 

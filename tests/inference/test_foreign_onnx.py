@@ -149,10 +149,14 @@ def test_bgr_override(foreign, backbone, faces):
     np.testing.assert_allclose(embedder.embed(faces), expected(backbone, faces), rtol=1e-4, atol=1e-4)
 
 
-def test_femb_exports_need_no_assumption(backbone, tmp_path, faces):
+def test_femb_exports_need_no_assumption(backbone, tmp_path, faces, legacy_uint8_export):
     path = export_onnx(backbone, tmp_path / "femb.onnx", parity_batches=(2,)).path
     assert OnnxEmbedder(path, provider="cpu").assumption == ""
-    u8 = export_onnx(backbone, tmp_path / "u8.onnx", normalize_in_graph=True, parity_batches=(2,)).path
+    in_graph = export_onnx(backbone, tmp_path / "raw.onnx", normalize_in_graph=True, parity_batches=(2,)).path
+    assert OnnxEmbedder(in_graph, provider="cpu").assumption == ""
+    # Its first nodes are the Sub/Mul that insightface reads as "takes raw pixels".
+    assert insightface_input_stats(in_graph)[:2] == (0.0, 1.0)
+    u8 = legacy_uint8_export(backbone, tmp_path / "u8.onnx")
     with pytest.raises(ValueError, match="takes uint8 images"):
         OnnxEmbedder(u8, provider="cpu", mean=0.0)
 

@@ -32,9 +32,15 @@ def onnx_path(backbone, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def uint8_onnx_path(backbone, tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "tiny_u8.onnx"
+def in_graph_onnx_path(backbone, tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "tiny_in_graph.onnx"
     return export_onnx(backbone, path, normalize_in_graph=True, parity_batches=(2,)).path
+
+
+@pytest.fixture(scope="module")
+def uint8_onnx_path(backbone, tmp_path_factory, legacy_uint8_export):
+    """A uint8 NHWC model as femb's earlier --normalize-in-graph wrote it."""
+    return legacy_uint8_export(backbone, tmp_path_factory.mktemp("m") / "tiny_u8.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +101,23 @@ def test_other_image_sizes_are_letterboxed(onnx_path):
     np.testing.assert_allclose(embedder.embed(image), embedder.embed(to_face_tensor(image)), atol=1e-6)
 
 
-def test_uint8_graph_reads_its_metadata(onnx_path, uint8_onnx_path, images):
+def test_normalize_in_graph_model_takes_raw_float_pixels(onnx_path, in_graph_onnx_path, images):
+    uint8, floats = images
+    float_model = OnnxEmbedder(onnx_path, provider="cpu")
+    in_graph = OnnxEmbedder(in_graph_onnx_path, provider="cpu")
+    prep = in_graph.preprocessing
+    assert (prep.dtype, prep.layout, prep.mean, prep.std) == ("float32", "NCHW", 0.0, 1.0)
+    assert in_graph.metadata["normalize_in_graph"] == "true" and in_graph.assumption == ""
+    assert "raw pixels 0-255" in in_graph.describe()
+    expected = float_model.embed(floats)
+    np.testing.assert_allclose(in_graph.embed(floats), expected, atol=1e-4)
+    np.testing.assert_allclose(in_graph.embed(uint8.permute(0, 2, 3, 1).numpy()), expected, atol=1e-4)
+    # What it is fed: raw float RGB pixels.
+    raw = in_graph.session.run(None, {"input": uint8.float().numpy()})[0]
+    np.testing.assert_allclose(raw, expected, atol=1e-4)
+
+
+def test_older_uint8_export_reads_its_metadata(onnx_path, uint8_onnx_path, images):
     uint8, floats = images
     float_model = OnnxEmbedder(onnx_path, provider="cpu")
     uint8_model = OnnxEmbedder(uint8_onnx_path, provider="cpu")
