@@ -72,7 +72,10 @@ def test_fp16_normalize_in_graph_and_extra_metadata(run_dir, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "uint8 N×112×112×3" in result.stdout and "fp16 weights, float32 interface" in result.stdout
+    assert (
+        "float32 N×3×112×112 (RGB pixels 0-255" in result.stdout
+        and "fp16 weights, float32 interface" in result.stdout
+    )
     assert "≥ 0.995" in result.stdout
     meta = read_metadata(out)
     assert (meta["precision"], meta["normalize_in_graph"], meta["owner"]) == ("fp16", "true", "lab")

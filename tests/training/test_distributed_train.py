@@ -6,7 +6,6 @@ Each launch costs a few seconds; every subprocess is bounded by a timeout so a h
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,32 +16,18 @@ from femb.checkpoint import load_checkpoint
 from femb.training.events import read_events
 from femb.training.run_dir import read_toml
 
-TINY = [
-    sys.executable,
-    "-m",
-    "femb_cli.main",
-    "train",
-    "--backbone",
-    "iresnet_tiny",
-    "--embed-dim",
-    "16",
-    "--data",
-    "synthetic:6",
-    "--val",
-    "synthetic:4",
-    "--batch-size",
-    "16",
-    "--no-dashboard",
-    "--warmup-steps",
-    "2",
-    "--head",
-    "magface",  # a regulariser that must be added once, not once per rank
-]
+# On top of the shared tiny command: a head with a regulariser that must be added once, not per rank.
+EXTRA = ["--no-dashboard", "--warmup-steps", "2", "--head", "magface"]
 ENV = {**os.environ, "FEMB_COLLECTIVE_TIMEOUT_S": "30", "OMP_NUM_THREADS": "1"}
 
 
-def femb(*args, timeout=180):
-    return subprocess.run([*TINY, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV)
+@pytest.fixture
+def femb(tiny_train_command):
+    def run(*args, timeout=180):
+        command = [*tiny_train_command, *EXTRA, *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+    return run
 
 
 def extend(run: Path, steps: int) -> None:
@@ -53,7 +38,7 @@ def extend(run: Path, steps: int) -> None:
     )
 
 
-def test_two_processes_train_and_one_process_resumes(tmp_path):
+def test_two_processes_train_and_one_process_resumes(tmp_path, femb):
     run = tmp_path / "run"
     done = femb(
         "--steps", 4, "--eval-every", 2, "--checkpoint-every", 2, "--run-dir", run, "--nproc-per-node", 2
@@ -76,7 +61,7 @@ def test_two_processes_train_and_one_process_resumes(tmp_path):
     assert load_checkpoint(run, prefer="last")["training"]["step"] == 6
 
 
-def test_one_process_run_resumes_on_two(tmp_path):
+def test_one_process_run_resumes_on_two(tmp_path, femb):
     run = tmp_path / "run"
     assert femb("--steps", 2, "--eval-every", 0, "--run-dir", run).returncode == 0
     extend(run, 4)
@@ -105,10 +90,21 @@ def _children_with_rank(parent: int, rank: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker through /proc")
-def test_a_dead_rank_ends_the_run_with_one_line_naming_it(tmp_path):
+def test_a_dead_rank_ends_the_run_with_one_line_naming_it(tmp_path, tiny_train_command):
     run = tmp_path / "run"
     process = subprocess.Popen(
-        [*TINY, "--steps", "500", "--eval-every", "0", "--run-dir", str(run), "--nproc-per-node", "2"],
+        [
+            *tiny_train_command,
+            *EXTRA,
+            "--steps",
+            "500",
+            "--eval-every",
+            "0",
+            "--run-dir",
+            str(run),
+            "--nproc-per-node",
+            "2",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
