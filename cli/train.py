@@ -40,6 +40,13 @@ def train_command(
     val_pairs: Annotated[
         int, typer.Option(help="Pairs drawn from a validation image folder.", rich_help_panel=DATA)
     ] = DEFAULTS.val_pairs,
+    on_bad_image: Annotated[
+        str,
+        typer.Option(
+            help="A training image that cannot be read: skip (counted, the first few named) | error.",
+            rich_help_panel=DATA,
+        ),
+    ] = DEFAULTS.on_bad_image,
     backbone: Annotated[
         str, typer.Option(help="Backbone name (see `femb info`).", rich_help_panel=MODEL)
     ] = DEFAULTS.backbone,

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from femb.data.decode import load_face
 from femb.data.faces import LabelledFaces
 from femb.data.transforms import (
     ImageLoadError,
     image_files,
     load_image,
-    to_face_uint8,
 )
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp")
 ON_ERROR_CHOICES = ("skip", "raise")
+_WARN_FIRST = 5  # bad files skipped while reading are named in warnings up to this many; then counted
 
 
 class ImageFolderDataset(LabelledFaces):
@@ -31,11 +33,12 @@ class ImageFolderDataset(LabelledFaces):
 
     ``on_error="skip"``: a file that cannot be decoded is replaced by the next readable image of
     the SAME identity (deterministically; only when none of that identity's images can be read,
-    by the next readable sample, returned with that sample's own label), and counted: ``skipped``
-    distinct bad files, ``first_bad_path`` the first one seen. With DataLoader workers each worker
-    keeps its own count. ``on_error="raise"``: an :class:`ImageLoadError` whose one-line message
-    names the file. :meth:`find_unreadable` decodes every file once so that a pair builder can
-    leave the bad ones out before it draws (see :func:`femb.data.pairs.pairs_from_labelled`).
+    by the next readable sample, returned with that sample's own label), named in a warning (the
+    first few) and counted: ``skipped`` distinct bad files, ``first_bad_path`` the first one seen.
+    With DataLoader workers each worker keeps its own count. ``on_error="raise"``: an
+    :class:`ImageLoadError` whose one-line message names the file. :meth:`find_unreadable`
+    decodes every file once so that a pair builder can leave the bad ones out before it draws
+    (see :func:`femb.data.pairs.pairs_from_labelled`).
 
     ``cache=True`` decodes every image once, at construction, into one uint8 ``N×3×112×112``
     tensor (37 KB per image: right for small sets such as ORL, not for millions of images).
@@ -83,6 +86,7 @@ class ImageFolderDataset(LabelledFaces):
         self.first_bad_path: Path | None = None
         self.first_bad_reason: str | None = None
         self._bad: set[int] = set()
+        self._warned = 0
         self._scanned = False
         # Each identity's samples are contiguous (added folder by folder): [start, end) by label.
         self._class_starts = [0] * len(classes)
@@ -103,7 +107,7 @@ class ImageFolderDataset(LabelledFaces):
         return len(self.samples)
 
     def _decode(self, index: int) -> torch.Tensor:
-        return to_face_uint8(load_image(self.samples[index][0]))
+        return load_face(self.samples[index][0])
 
     def _mark_bad(self, index: int, error: BaseException | None = None) -> None:
         if index not in self._bad:
@@ -112,6 +116,16 @@ class ImageFolderDataset(LabelledFaces):
             if self.first_bad_path is None:
                 self.first_bad_path = self.samples[index][0]
                 self.first_bad_reason = str(error) if error is not None else None
+
+    def _skip(self, index: int, error: ImageLoadError) -> None:
+        """A file found bad while reading (not by :meth:`find_unreadable`): counted, the first few named."""
+        if index in self._bad:
+            return
+        self._mark_bad(index, error)
+        self._warned += 1
+        if self._warned <= _WARN_FIRST:
+            more = "; further bad images are only counted" if self._warned == _WARN_FIRST else ""
+            warnings.warn(f"skipping a bad image: {error}{more}", stacklevel=4)
 
     def find_unreadable(self) -> list[int]:
         """The indices of the files that cannot be decoded, each file tried once (cached).
@@ -137,7 +151,7 @@ class ImageFolderDataset(LabelledFaces):
             except ImageLoadError as error:
                 if self.on_error == "raise":
                     raise
-                self._mark_bad(index, error)
+                self._skip(index, error)
                 images.append(torch.zeros((3, 112, 112), dtype=torch.uint8))
         if len(self._bad) == len(self.samples):
             raise ValueError(f"none of the {len(self.samples)} images in {self.root} can be read")
@@ -164,7 +178,7 @@ class ImageFolderDataset(LabelledFaces):
             except ImageLoadError as error:
                 if self.on_error == "raise":
                     raise
-                self._mark_bad(candidate, error)
+                self._skip(candidate, error)
         raise ValueError(f"none of the {n} images in {self.root} can be read")
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from femb.data.decode import decode_face
 from femb.data.errors import DataFormatError
 from femb.data.faces import LabelledFaces
 from femb.data.imagefolder import ImageFolderDataset
@@ -32,10 +33,8 @@ from femb.data.recordio import (
 from femb.data.transforms import (
     FACE_SIZE,
     ImageLoadError,
-    decode_image,
     fit_to_face,
     load_image,
-    to_face_uint8,
 )
 
 ON_BAD_IMAGE_CHOICES = ("skip", "error")
@@ -160,7 +159,7 @@ class RecordIODataset(LabelledFaces):
         return unpack_record(self._record_at(int(self.offsets[index])), self.where(index))[1]
 
     def _decode(self, index: int) -> torch.Tensor:
-        return to_face_uint8(decode_image(self.encoded_image(index), name=self.where(index)))
+        return decode_face(self.encoded_image(index), name=self.where(index))
 
     # -- labels ----------------------------------------------------------------------------------
 

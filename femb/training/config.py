@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any
 
+from femb.data.recordio_dataset import ON_BAD_IMAGE_CHOICES
 from femb.headers import list_headers
 from femb.training.options import FitOptions
 
@@ -29,6 +30,7 @@ class TrainConfig:
     val: str | None = None  # None: held-out synthetic identities (or pairs from the training folder)
     val_pairs: int = 2000
     images_per_identity: int = 24  # synthetic data only
+    on_bad_image: str = "skip"  # an unreadable training image: "skip" (counted, warned) or "error"
     # model
     backbone: str = "mobilefacenet_small"
     embed_dim: int = 128
@@ -108,6 +110,7 @@ class TrainConfig:
         choice("optimizer", OPTIMIZERS)
         choice("scheduler", SCHEDULERS)
         choice("amp", AMP_MODES)
+        choice("on_bad_image", ON_BAD_IMAGE_CHOICES)
         choice("head", tuple(list_headers()))  # the registry, so a registered head is accepted
         for name in ("batch_size", "embed_dim"):
             if int(getattr(self, name)) <= 0:

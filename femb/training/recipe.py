@@ -60,7 +60,7 @@ def build_datasets(config: TrainConfig):
                 f"--data {spec}: no such folder (expected an image folder, an InsightFace RecordIO folder "
                 "or synthetic[:N])"
             )
-        train = open_training_dataset(root, train=True)
+        train = open_training_dataset(root, train=True, on_bad_image=config.on_bad_image)
         val_default = None
     if config.val is None:
         val = val_default() if val_default is not None else None
