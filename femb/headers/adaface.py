@@ -60,7 +60,7 @@ class AdaFaceHeader(MarginHeader):
         self,
         in_features: int,
         out_features: int,
-        s: float = SCALE.default,
+        s: float | None = SCALE.default,
         m: float = MARGIN.default,
         h: float = H.default,
         t_alpha: float = T_ALPHA.default,

@@ -33,7 +33,7 @@ class ArcFaceHeader(MarginHeader):
         self,
         in_features: int,
         out_features: int,
-        s: float = SCALE.default,
+        s: float | None = SCALE.default,
         m: float = MARGIN.default,
         easy_margin: bool = EASY_MARGIN.default,
         normalize_weight_in_place: bool = True,

@@ -123,6 +123,8 @@ class MarginHeader(Header):
         self, in_features: int, out_features: int, normalize_weight_in_place: bool = True, **options: Any
     ) -> None:
         super().__init__(in_features, out_features, **options)
+        if getattr(self, "s", 0.0) is None:  # the declared default: resolved from the classes
+            self.s = adacos_scale(self.out_features)
         self.normalize_weight_in_place = bool(normalize_weight_in_place)
         # (storage, version) of `weight` when it was last renormalised; skipped while unchanged, so
         # two forwards before one backward (or activation checkpointing) never write a saved tensor.
@@ -212,6 +214,24 @@ class MarginHeader(Header):
         return logits
 
 
+def adacos_scale(num_classes: int) -> float:
+    """AdaCos's fixed scale √2·ln(C − 1) (Zhang et al., CVPR 2019), never below 4: every head's default ``s``.
+
+    Why not the papers' s = 64: a fresh head has cosθ_j ≈ N(0, 1/D) to every centre, so with
+    s = 64 the softmax is saturated (the hardest negative's logit is about +15, an ArcFace
+    target about −30): the loss is s·(max_j cosθ_j − target), a hinge with slope s that weighs
+    every sample alike. Its gradient first spreads the features (they grow correlated, and their
+    cosines to the many centres not yet trained widen), so the hardest negative's cosine rises
+    faster than the target's and the loss climbs (46 → 70 over 50 steps at batch 16 and 200
+    classes, even with m = 0; ``benchmarks/bench_first_steps.py``). √2·ln(C − 1) is the scale
+    at which a target at 90° still gets a useful, sample-dependent gradient. It depends on the
+    number of classes only, so it is fixed when the head is built and recorded as ``s`` in the
+    spec (a class-sharded head is built from the full head's spec, so every shard agrees). With
+    2–4 classes the formula gives almost nothing (0.98 for 2), hence the floor of 4.
+    """
+    return round(max(4.0, math.sqrt(2.0) * math.log(max(2, int(num_classes)) - 1)), 4)
+
+
 def ema(running: Tensor, batch: Tensor, alpha: float, count: Tensor, needed: int = 1) -> Tensor:
     """``alpha·batch + (1 − alpha)·running`` where the batch had at least ``needed`` values, else ``running``.
 
@@ -279,6 +299,7 @@ def additive_angular_margin(cos: Tensor, m: float | Tensor, easy_margin: bool) -
 
 __all__ = [
     "Header",
+    "adacos_scale",
     "MarginHeader",
     "additive_angular_margin",
     "cos_plus",

@@ -39,7 +39,7 @@ class CombinedMarginHeader(MarginHeader):
         self,
         in_features: int,
         out_features: int,
-        s: float = SCALE.default,
+        s: float | None = SCALE.default,
         m1: float = M1.default,
         m2: float = M2.default,
         m3: float = M3.default,

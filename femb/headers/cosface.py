@@ -23,7 +23,7 @@ class CosFaceHeader(MarginHeader):
         self,
         in_features: int,
         out_features: int,
-        s: float = SCALE.default,
+        s: float | None = SCALE.default,
         m: float = MARGIN.default,
         normalize_weight_in_place: bool = True,
     ) -> None:

@@ -68,7 +68,7 @@ class ElasticFaceHeader(MarginHeader):
         self,
         in_features: int,
         out_features: int,
-        s: float = SCALE.default,
+        s: float | None = SCALE.default,
         variant: str = VARIANT.default,
         plus: bool = PLUS.default,
         m: float | None = MARGIN.default,

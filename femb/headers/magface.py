@@ -43,7 +43,7 @@ class MagFaceHeader(MarginHeader):
         self,
         in_features: int,
         out_features: int,
-        s: float = SCALE.default,
+        s: float | None = SCALE.default,
         l_a: float = L_A.default,
         u_a: float = U_A.default,
         l_m: float = L_M.default,

@@ -102,10 +102,20 @@ class HeadOption:
         return float(value)
 
 
-def scale_option(default: float = 64.0) -> HeadOption:
-    """``s``, the logit scale shared by the normalised heads."""
+def scale_option(default: float | None = None) -> HeadOption:
+    """``s``, the logit scale shared by the normalised heads; ``None``: AdaCos's fixed scale.
+
+    The papers' s = 64 saturates the softmax of a freshly initialised head, so training first
+    climbs (see :func:`femb.headers.base.adacos_scale`); ``s=64`` gives the papers' value.
+    """
     return HeadOption(
-        "s", float, default, "logit scale: every cosine is multiplied by s", low=0.0, low_open=True
+        "s",
+        float,
+        default,
+        "logit scale: every cosine is multiplied by s; default AdaCos's fixed scale "
+        "max(4, √2·ln(classes − 1)) (the papers use 64, which climbs before it learns)",
+        low=0.0,
+        low_open=True,
     )
 
 

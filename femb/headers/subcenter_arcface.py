@@ -34,7 +34,7 @@ class SubCenterArcFaceHeader(MarginHeader):
         self,
         in_features: int,
         out_features: int,
-        s: float = SCALE.default,
+        s: float | None = SCALE.default,
         m: float = MARGIN.default,
         easy_margin: bool = EASY_MARGIN.default,
         k: int = CENTRES.default,

@@ -21,8 +21,18 @@ TOLERANCES = {
 }
 
 
+# The papers' scale. femb's default `s` is AdaCos's fixed scale (from the number of classes);
+# the reference maths is checked at the official constant, so the planar heads pass it.
+PAPER_SCALE = 64.0
+
+
 def planar_header(name: str, **kwargs) -> torch.nn.Module:
-    """A head on 2-D embeddings with three class centres at 0°, 90° and 180° (sub-centres: all alike)."""
+    """A head on 2-D embeddings with three class centres at 0°, 90° and 180° (sub-centres: all alike).
+
+    Heads with a scale get the papers' ``s=64`` unless ``kwargs`` say otherwise.
+    """
+    if any(option.name == "s" for option in header_class(name).options):
+        kwargs.setdefault("s", PAPER_SCALE)
     header = build_header(name, 2, 3, **kwargs)
     centres = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     with torch.no_grad():

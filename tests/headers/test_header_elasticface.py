@@ -9,6 +9,7 @@ import torch
 from header_helpers import at_angles, planar_header, resumed_copy
 
 from femb.headers import build_header
+from femb.headers.base import adacos_scale
 
 DEG = math.pi / 180.0
 
@@ -30,7 +31,7 @@ def drawn(seed: int, n: int, m: float, std: float) -> list[float]:
 )
 def test_official_defaults_per_variant(variant, plus, m, std):
     header = build_header("elasticface", 4, 3, variant=variant, plus=plus)
-    assert (header.s, header.m, header.std) == (64.0, m, std)
+    assert (header.s, header.m, header.std) == (adacos_scale(3), m, std)
     assert header.hparams()["m"] == m  # resolved, so the spec rebuilds the same head
 
 

@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from header_helpers import at_angles
+from header_helpers import PAPER_SCALE, at_angles
 
 from femb.headers import build_header
+from femb.headers.base import adacos_scale
 from femb.headers.subcenter_arcface import find_dominant_centre_outliers
 
 DEG = math.pi / 180.0
@@ -18,6 +19,7 @@ DEG = math.pi / 180.0
 def header_with_centres(degrees_per_class: list[list[float]], **kwargs) -> torch.nn.Module:
     """A 2-D head whose class c has its centres at the given angles (rows class-major)."""
     k = len(degrees_per_class[0])
+    kwargs.setdefault("s", PAPER_SCALE)
     header = build_header("subcenter_arcface", 2, len(degrees_per_class), k=k, **kwargs)
     with torch.no_grad():
         header.weight.copy_(at_angles([a for centres in degrees_per_class for a in centres]))
@@ -26,7 +28,7 @@ def header_with_centres(degrees_per_class: list[list[float]], **kwargs) -> torch
 
 def test_defaults_and_weight_rows():
     header = build_header("subcenter_arcface", 16, 10)
-    assert (header.k, header.s, header.m, header.easy_margin) == (3, 64.0, 0.5, False)
+    assert (header.k, header.s, header.m, header.easy_margin) == (3, adacos_scale(10), 0.5, False)
     assert header.weight.shape == (30, 16)
 
 
