@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.utils.data import Dataset
 
@@ -13,6 +15,9 @@ class LabelledFaces(Dataset):
     ``__len__``, and set ``classes``, ``labels`` and ``train`` (a random horizontal flip for training)."""
 
     train: bool = False
+    # Training augmentation (uint8 image in, normalised float out, e.g. FaceAugment); when None,
+    # training images get only a random horizontal flip.
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     # Declared here, once, for every identity dataset (training code and pair builders rely on them).
     classes: list[str]
     """Identity names; ``classes[label]`` names the identity of ``label``."""
@@ -32,6 +37,8 @@ class LabelledFaces(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         image, label = self.load_uint8(index)
+        if self.train and self.augment is not None:
+            return self.augment(image), label
         image = normalize(image)
         if self.train:
             image = random_hflip(image)
