@@ -7,11 +7,9 @@ from typing import Annotated
 
 import typer
 
-from femb_cli.app import app
 from femb_cli.errors import fail
 
 
-@app.command("dashboard")
 def dashboard_command(
     run_dir: Annotated[
         Path,

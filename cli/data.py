@@ -14,14 +14,12 @@ from typing import Annotated, Any
 import typer
 
 from femb.errors import one_line
-from femb_cli.app import app
 from femb_cli.errors import fail
 
 data_app = typer.Typer(
     help="Pack, inspect and pair face data sets (InsightFace RecordIO, image folders, verification .bin).",
     no_args_is_help=True,
 )
-app.add_typer(data_app, name="data")
 
 
 @contextmanager

@@ -16,7 +16,6 @@ from typing import Annotated
 
 import typer
 
-from femb_cli.app import app
 from femb_cli.errors import fail
 
 # Sized for about 5 minutes end to end on a 2-core CPU (see the README for the measured time).
@@ -25,7 +24,6 @@ DEMO_STEPS = 120
 DEMO_VAL_IDENTITIES = 60
 
 
-@app.command("demo")
 def demo_command(
     steps: Annotated[int, typer.Option(help="Training steps.", min=1)] = DEMO_STEPS,
     identities: Annotated[int, typer.Option(help="Synthetic training identities.", min=2)] = DEMO_IDENTITIES,
@@ -61,8 +59,7 @@ def demo_command(
         eval_every=max(1, steps // 3),
         checkpoint_every=max(1, steps // 3),
         head="cosface",
-        s=30.0,
-        m=0.3,
+        head_options={"s": 30.0, "m": 0.3},
         lr=0.1,
         warmup_steps=min(30, steps // 5),
         batch_size=64,

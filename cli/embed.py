@@ -16,14 +16,12 @@ from typing import Annotated
 
 import typer
 
-from femb_cli.app import app
 from femb_cli.errors import fail
 
 OUTPUT_SUFFIXES = (".npy", ".parquet")
 MODEL_INPUT = "Model input (ONNX models without femb metadata)"
 
 
-@app.command("embed")
 def embed_command(
     model: Annotated[Path, typer.Argument(help="An .onnx model, or a checkpoint / run directory.")],
     images: Annotated[

@@ -9,14 +9,12 @@ from typing import Annotated
 import typer
 
 from femb.errors import one_line
-from femb_cli.app import app
 from femb_cli.errors import fail
 
 export_app = typer.Typer(
     help="Export a trained backbone (the header is stripped) for inference.",
     no_args_is_help=True,
 )
-app.add_typer(export_app, name="export")
 
 
 @export_app.command("onnx")

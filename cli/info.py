@@ -8,10 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from femb_cli.app import app
 
-
-@app.command("info")
 def info_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the same facts as JSON.")] = False,
 ) -> None:
@@ -40,6 +37,12 @@ def info_command(
         typer.echo(f"  {provider}: unavailable ({reason})")
     typer.echo(f"backbones    {', '.join(facts['backbones'])}")
     typer.echo(f"headers      {', '.join(facts['headers']) or 'none registered'}")
+    if facts["head_options"]:
+        typer.echo("head options (femb train --head NAME --head-opt KEY=VALUE):")
+    for head, options in facts["head_options"].items():
+        typer.echo(f"  {head}")
+        for option in options:
+            typer.echo(f"    {option['describe']}")
 
 
 def collect_info() -> dict[str, Any]:
@@ -67,6 +70,7 @@ def collect_info() -> dict[str, Any]:
         "onnxruntime": {"listed": [], "working": [], "unavailable": {}},
         "backbones": list_backbones(),
         "headers": _headers(),
+        "head_options": _head_options(),
     }
     if versions["onnxruntime"]:
         from femb.inference.providers import available_providers, probe_provider
@@ -94,3 +98,25 @@ def _headers() -> list[str]:
     except ImportError:  # the heads package is optional for inference-only installs
         return []
     return list_headers()
+
+
+def _head_options() -> dict[str, list[dict[str, Any]]]:
+    """Every head's declared options: name, type, default, help, allowed range, one-line form."""
+    try:
+        from femb.headers import head_options, list_headers
+    except ImportError:
+        return {}
+    return {
+        head: [
+            {
+                "name": option.name,
+                "type": option.type.__name__,
+                "default": option.default,
+                "help": option.help,
+                "range": option.range_text(),
+                "describe": option.describe(),
+            }
+            for option in head_options(head)
+        ]
+        for head in list_headers()
+    }

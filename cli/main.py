@@ -1,4 +1,4 @@
-"""Entry point: importing the command modules registers them on the shared Typer app.
+"""Entry point: the root app (built in :mod:`femb_cli.app`) run with one error line per failure.
 
 ``main()`` is the one place where an exception no command handled becomes the ``error:`` line
 (see :func:`femb_cli.errors.report_uncaught`); ``femb --debug …`` or ``FEMB_DEBUG=1`` shows the
@@ -7,22 +7,11 @@ traceback instead.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
 from femb_cli.app import app
 from femb_cli.errors import DEBUG_ENV, debug_enabled, report_uncaught
-
-# Each module adds its commands (or a sub-app) to `app` when imported.
-COMMAND_MODULES = ("info", "train", "dashboard_cmd", "export", "verify", "demo", "data", "embed")
-
-for _name in COMMAND_MODULES:
-    try:
-        importlib.import_module(f"femb_cli.{_name}")
-    except ModuleNotFoundError as error:  # a command module not written yet
-        if error.name != f"femb_cli.{_name}":
-            raise
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
-from femb.training.config import TrainConfig
+from femb.headers import head_options, list_headers, parse_head_options
+from femb.training.config import TrainConfig, normalize_head_table
 from femb.training.run_dir import RunDir, RunLock, write_toml
 from femb.training.runtime import launched_world_size
-from femb_cli.app import app
 from femb_cli.errors import fail
 
 DATA, MODEL, HEAD, OPTIM, RUN = "Data", "Model", "Head", "Optimisation", "Run"
@@ -20,7 +20,6 @@ DATA, MODEL, HEAD, OPTIM, RUN = "Data", "Model", "Head", "Optimisation", "Run"
 DEFAULTS = TrainConfig()
 
 
-@app.command("train")
 def train_command(
     ctx: typer.Context,
     data: Annotated[
@@ -55,48 +54,25 @@ def train_command(
     ] = DEFAULTS.embed_dim,
     head: Annotated[
         str,
-        typer.Option(
-            help="linear | sphereface | cosface | arcface | magface | combined.", rich_help_panel=HEAD
-        ),
+        typer.Option(help=f"{' | '.join(list_headers())} (options: below).", rich_help_panel=HEAD),
     ] = DEFAULTS.head,
-    s: Annotated[
-        float | None, typer.Option(help="Scale (default: the head's).", rich_help_panel=HEAD)
-    ] = DEFAULTS.s,
-    m: Annotated[
-        float | None, typer.Option(help="Margin (default: the head's).", rich_help_panel=HEAD)
-    ] = DEFAULTS.m,
-    easy_margin: Annotated[
-        bool | None,
+    head_opt: Annotated[
+        list[str] | None,
         typer.Option(
-            "--easy-margin/--no-easy-margin",
-            help="ArcFace: margin only where cos θ > 0.",
+            "--head-opt",
+            metavar="KEY=VALUE",
+            help="An option of the head, e.g. --head-opt m=0.4 (repeatable; each head's options are below).",
             rich_help_panel=HEAD,
         ),
-    ] = DEFAULTS.easy_margin,
-    m1: Annotated[
-        float | None, typer.Option(help="Combined: angle multiplier.", rich_help_panel=HEAD)
-    ] = DEFAULTS.m1,
-    m2: Annotated[
-        float | None, typer.Option(help="Combined: additive angle.", rich_help_panel=HEAD)
-    ] = DEFAULTS.m2,
-    m3: Annotated[
-        float | None, typer.Option(help="Combined: cosine subtraction.", rich_help_panel=HEAD)
-    ] = DEFAULTS.m3,
-    l_a: Annotated[
-        float | None, typer.Option(help="MagFace: lower feature norm.", rich_help_panel=HEAD)
-    ] = DEFAULTS.l_a,
-    u_a: Annotated[
-        float | None, typer.Option(help="MagFace: upper feature norm.", rich_help_panel=HEAD)
-    ] = DEFAULTS.u_a,
-    l_m: Annotated[
-        float | None, typer.Option(help="MagFace: lower margin.", rich_help_panel=HEAD)
-    ] = DEFAULTS.l_m,
-    u_m: Annotated[
-        float | None, typer.Option(help="MagFace: upper margin.", rich_help_panel=HEAD)
-    ] = DEFAULTS.u_m,
-    lambda_g: Annotated[
-        float | None, typer.Option(help="MagFace: regulariser weight.", rich_help_panel=HEAD)
-    ] = DEFAULTS.lambda_g,
+    ] = None,
+    s: Annotated[
+        float | None,
+        typer.Option(help="The head's scale: short for --head-opt s=S.", rich_help_panel=HEAD),
+    ] = None,
+    m: Annotated[
+        float | None,
+        typer.Option(help="The head's margin: short for --head-opt m=M.", rich_help_panel=HEAD),
+    ] = None,
     batch_size: Annotated[
         int, typer.Option(help="Images per step.", rich_help_panel=OPTIM)
     ] = DEFAULTS.batch_size,
@@ -209,21 +185,24 @@ def train_command(
     options = {
         key: str(value) if isinstance(value, Path) else value
         for key, value in ctx.params.items()
-        if key not in ("config", "resume", "dashboard", "overwrite", "nproc_per_node")
+        if key not in ("config", "resume", "dashboard", "overwrite", "nproc_per_node", *HEAD_FLAGS)
     }
     # Compared by name: typer vendors its own click in recent versions.
     explicit = {key for key in options if getattr(ctx.get_parameter_source(key), "name", "") == "COMMANDLINE"}
     try:
+        head_given = _head_values(head_opt, s, m)
         if resume is not None:
             train_config, folder = load_run_config(resume)
-            _apply_on_resume(train_config, options, explicit, config)
+            _apply_on_resume(train_config, options, explicit, config, head_given)
             if int(os.environ.get("RANK", "0")) == 0:
                 with RunLock(folder):  # refused at once when another process owns the run
                     pass
         else:
-            train_config = TrainConfig.from_dict(
-                _merge(options, explicit, config), source=str(config or "options")
-            )
+            merged = _merge(options, explicit, config)
+            if head_given:  # typed and checked by the head's own declarations; they win over the file
+                table = merged.get("head_options") if isinstance(merged.get("head_options"), dict) else {}
+                merged["head_options"] = {**table, **_parse_head_values(merged["head"], head_given)}
+            train_config = TrainConfig.from_dict(merged, source=str(config or "options"))
             folder = None
         # Device and precision are checked before anything is written.
         resolve_amp(train_config.amp, resolve_device(train_config.device))
@@ -268,13 +247,28 @@ def _launch(nproc: int, train_config: TrainConfig, folder: RunDir, resume, dashb
 RESUME_CHANGEABLE = ("device", "workers")
 
 
-def _apply_on_resume(train_config: TrainConfig, options: dict, explicit: set[str], config_file) -> None:
+def _apply_on_resume(
+    train_config: TrainConfig,
+    options: dict,
+    explicit: set[str],
+    config_file,
+    head_given: dict[str, tuple[str, Any]],
+) -> None:
     """Apply the options a resume may change; name the ones it ignores, in one warning line."""
     for key in explicit & set(RESUME_CHANGEABLE):
         setattr(train_config, key, options[key])
     ignored = sorted(
         key for key in explicit - set(RESUME_CHANGEABLE) if options[key] != getattr(train_config, key, None)
     )
+    recorded = {option.name: option.default for option in head_options(train_config.head)}
+    recorded.update(train_config.head_options)
+    for key, (flag, value) in head_given.items():
+        try:
+            same = parse_head_options(train_config.head, {key: value})[key] == recorded.get(key)
+        except ValueError:
+            same = False
+        if not same:
+            ignored.append(flag if flag != "--head-opt" else f"--head-opt {key}")
     if config_file is not None:
         ignored.append(f"--config {config_file}")
     if ignored:
@@ -289,13 +283,61 @@ def _apply_on_resume(train_config: TrainConfig, options: dict, explicit: set[str
         )
 
 
+# The head's options on the command line: folded into TrainConfig.head_options.
+HEAD_FLAGS = ("head_opt", "s", "m")
+
+
+def _head_values(head_opt: list[str] | None, s: float | None, m: float | None) -> dict[str, tuple[str, Any]]:
+    """``{key: (flag, value)}`` from ``--head-opt KEY=VALUE`` and the ``--s``/``--m`` shortcuts;
+    the values are checked later, against the head they end up with."""
+    given: dict[str, tuple[str, Any]] = {}
+    for item in head_opt or []:
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or not key.isidentifier():
+            raise ValueError(f"--head-opt {item!r}: expected KEY=VALUE, e.g. --head-opt m=0.4")
+        given[key] = ("--head-opt", value.strip())  # the last of a repeated key wins
+    for key, value in (("s", s), ("m", m)):
+        if value is not None:
+            if key in given:
+                raise ValueError(f"--{key} and --head-opt {key}=… both set the head's {key}: give one")
+            given[key] = (f"--{key}", value)
+    return given
+
+
+def _parse_head_values(head: str, given: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """The given head options typed and range-checked by head ``head``; an error names the flag."""
+    if head not in list_headers():
+        raise ValueError(f"--head {head!r}: not one of {', '.join(list_headers())}")
+    parsed = {}
+    for key, (flag, value) in given.items():
+        try:
+            parsed.update(parse_head_options(head, {key: value}))
+        except ValueError as error:
+            raise ValueError(f"{flag}: {error}") from None
+    return parsed
+
+
+def train_epilog() -> str:
+    """Every registered head's options and defaults, for ``femb train --help``."""
+    lines = ["Head options (--head-opt KEY=VALUE; `femb info` explains each):"]
+    for name in list_headers():
+        options = ", ".join(
+            f"{option.name}={'auto' if option.default is None else option.default}"
+            for option in head_options(name)
+        )
+        lines.append(f"  {name}: {options or 'none'}")
+    return "\n".join(lines)
+
+
 def _merge(options: dict[str, Any], explicit: set[str], config_file: Path | None) -> dict[str, Any]:
     """Defaults ← config file ← options given on the command line."""
     if config_file is None:
         return options
     from femb.training.run_dir import read_toml
 
-    from_file = read_toml(config_file)
+    known = set(TrainConfig.__dataclass_fields__)
+    from_file = normalize_head_table(read_toml(config_file), known, str(config_file))
     merged = dict(options)
     for key, value in from_file.items():
         if key not in explicit:

@@ -16,14 +16,12 @@ import typer
 
 from femb.errors import one_line
 from femb_cli import thresholds
-from femb_cli.app import app
 from femb_cli.errors import fail
 
 verify_app = typer.Typer(
     help="Verify a model on face pairs (10-fold accuracy, EER, AUC, TAR@FAR).",
     no_args_is_help=True,
 )
-app.add_typer(verify_app, name="verify")
 
 SOURCE, PROTOCOL, RUNTIME, OUTPUT = "Pairs", "Protocol", "Runtime", "Output"
 CALIBRATION = "Thresholds and quality"

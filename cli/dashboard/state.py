@@ -97,6 +97,7 @@ class RunState:
     num_parameters: int | None = None
     total_steps: int | None = None
     steps_per_epoch: int | None = None
+    world_size: int | None = None  # training processes; images_per_s counts all of them
     start_step: int = 0
     step: int = 0
     epoch: int = 0
@@ -156,6 +157,7 @@ class RunState:
         self.num_parameters = as_count(event.get("num_parameters"))
         self.total_steps = as_count(event.get("total_steps"))
         self.steps_per_epoch = as_count(event.get("steps_per_epoch"))
+        self.world_size = as_count(event.get("world_size"))
         self.start_step = as_count(event.get("start_step")) or 0
         self.step = max(self.step, self.start_step)
 
@@ -264,12 +266,10 @@ def config_summary(state: RunState) -> list[tuple[str, str]]:
     # The config comes from the file as it is: every value is checked for its type here.
     names = ("head", "backbone", "data", "optimizer", "scheduler")
     text = {key: as_text(config.get(key), 60) for key in names}
-    numbers = {key: _number(config.get(key)) for key in ("s", "m", "m1", "m2", "m3", "lambda_g", "lr")}
-    head_options = " ".join(
-        f"{key}={numbers[key]:g}"
-        for key in ("s", "m", "m1", "m2", "m3", "lambda_g")
-        if numbers[key] is not None
-    )
+    numbers = {key: _number(config.get(key)) for key in ("lr", "sample_rate")}
+    sample_rate = numbers["sample_rate"]
+    partial_fc = f"Partial FC r={sample_rate:g}" if sample_rate is not None and 0 < sample_rate < 1 else None
+    weights = as_text(config.get("init_backbone"), 4096)
     embed_dim = as_count(config.get("embed_dim"))
     amp = as_text(config.get("amp"), 20)
     classes = f"({state.num_classes:,} classes)" if state.num_classes else None
@@ -281,7 +281,8 @@ def config_summary(state: RunState) -> list[tuple[str, str]]:
         ("run", state.run_name),
         ("backbone", text["backbone"]),
         ("embed", embedding),
-        ("head", _join(text["head"], head_options or None)),
+        ("weights", _path_tail(weights, WEIGHTS_WIDTH) if weights else None),
+        ("head", _join(text["head"], head_option_text(config.get("head_options")), partial_fc)),
         ("data", _join(text["data"], classes)),
         ("batch", str(state.batch_size) if state.batch_size else None),
         (
@@ -293,9 +294,42 @@ def config_summary(state: RunState) -> list[tuple[str, str]]:
             ),
         ),
         ("device", _join(state.device, f"amp {amp}" if amp not in (None, "none") else None)),
+        ("processes", str(state.world_size) if state.world_size and state.world_size > 1 else None),
         ("steps", f"{state.total_steps:,}" if state.total_steps else None),
     ]
     return [(label, str(value)) for label, value in rows if value]
+
+
+# Characters of a weights path the run panel shows: its end, where the file name is.
+WEIGHTS_WIDTH = 29
+MAX_HEAD_OPTIONS = 12
+
+
+def head_option_text(options: Any) -> str | None:
+    """``key=value …`` of a run's head options, whatever the head (the config's ``head_options``).
+
+    Only keys and values of plain types are shown (numbers, bools, short strings): the table comes
+    from a file like everything else here."""
+    if not isinstance(options, dict):
+        return None
+    parts = []
+    for key, value in list(options.items())[:MAX_HEAD_OPTIONS]:
+        name = as_text(key, 20)
+        if name is None:
+            continue
+        if isinstance(value, bool):
+            shown = str(value).lower()
+        elif _number(value) is not None:
+            shown = f"{_number(value):g}"
+        else:
+            shown = as_text(value, 20)
+        if shown is not None:
+            parts.append(f"{name}={shown}")
+    return " ".join(parts) or None
+
+
+def _path_tail(path: str, width: int) -> str:
+    return path if len(path) <= width else "…" + path[-(width - 1) :]
 
 
 def _join(*parts: Any) -> str | None:

@@ -162,6 +162,8 @@ def metrics_text(state: RunState) -> Text:
     at = f" [dim]@{last['step']}[/]" if last.get("step") is not None else ""
     best_at = f" [dim]@{best['step']}[/]" if best.get("step") is not None else ""
     speed = f"{fmt(state.images_per_s, ',.1f')} img/s" if state.images_per_s is not None else "–"
+    if state.images_per_s is not None and state.world_size and state.world_size > 1:
+        speed += f" [dim]{state.world_size} procs[/]"  # images_per_s already counts every process
     tar = f"{fmt(last.get('tar_at_far_1e-3'))} [dim]1e-3[/]  {fmt(last.get('tar_at_far_1e-4'))} [dim]1e-4[/]"
     rows = [
         ("loss", f"{fmt(state.loss)}  [dim]EMA[/] {fmt(state.loss_ema)}"),
@@ -195,7 +197,7 @@ class ConfigPanel(Static):
 
     def show(self, state: RunState) -> None:
         rows = [(label, escape(value)) for label, value in config_summary(state)]
-        self.update(label_rows(rows, 8), layout=False)
+        self.update(label_rows(rows, max([8, *(len(label) for label, _ in rows)])), layout=False)
 
 
 class RunLog(RichLog):

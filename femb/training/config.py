@@ -1,7 +1,22 @@
-"""The training configuration: one flat record, saved as ``config.toml`` in every run directory.
+"""The training configuration: one record, saved as ``config.toml`` in every run directory.
 
 Command line, config files and resume all go through ``TrainConfig.from_dict`` so an unknown or
 ill-typed key gets one error naming it.
+
+The head's hyper-parameters are whatever the head declares (:mod:`femb.headers.options`); they
+live in one ``head_options`` table, so this file names no head and no head option. A config file
+may give them in either of two shapes, and files written before the table existed still read::
+
+    head = "arcface"            # what config.toml holds
+    [head_options]
+    s = 30.0
+
+    [head]                      # the same, as one table
+    name = "arcface"
+    s = 30.0
+
+    head = "arcface"            # old runs: the head's options as top-level keys
+    s = 30.0
 """
 
 from __future__ import annotations
@@ -15,7 +30,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from femb.data.recordio_dataset import ON_BAD_IMAGE_CHOICES
-from femb.headers import list_headers
+from femb.headers import head_options, list_headers, parse_head_options
 from femb.training.options import FitOptions
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -39,17 +54,8 @@ class TrainConfig:
     freeze_backbone_steps: int = 0  # fine-tuning: train only the fresh head for the first N steps
     backbone_lr_scale: float = 1.0  # the backbone's learning rate relative to the head's
     sample_rate: float = 1.0  # Partial FC: the share of each process's class centres used per step
-    s: float | None = None  # None: the head's own default
-    m: float | None = None
-    easy_margin: bool | None = None
-    m1: float | None = None
-    m2: float | None = None
-    m3: float | None = None
-    l_a: float | None = None
-    u_a: float | None = None
-    l_m: float | None = None
-    u_m: float | None = None
-    lambda_g: float | None = None
+    # The options that were set, typed; the head's own declared defaults fill the rest.
+    head_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     # optimisation
     batch_size: int = 64
     steps: int = 0
@@ -77,25 +83,30 @@ class TrainConfig:
     run_dir: str | None = None
     name: str | None = None
 
-    HEAD_OPTIONS = ("s", "m", "easy_margin", "m1", "m2", "m3", "l_a", "u_a", "l_m", "u_m", "lambda_g")
-
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Check every value against its field's type (``lr = "0.1"`` and ``easy_margin = "no"``
+        """Check every value against its field's type (``lr = "0.1"`` and ``skip_nonfinite = "no"``
         are errors, an int for a float is fine), then :meth:`validate`; one ``ValueError`` naming
         ``source`` and the option for anything wrong."""
         if not isinstance(values, dict):
             raise ValueError(f"{source}: expected a table of options, got {type(values).__name__}")
         known = {f.name: f for f in fields(cls)}
+        values = normalize_head_table(values, set(known), source)
         unknown = sorted(set(values) - set(known), key=str)
         if unknown:
+            if unknown[0] in _all_head_option_names():  # not one of this head's: name the head's own
+                _check_head_options(values.get("head", known["head"].default), {unknown[0]: None}, source)
             raise ValueError(f"{source}: unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")
         types = _field_types(cls)
         checked = {
             key: _check_type(key, value, types[key], source)
             for key, value in values.items()
-            if value is not None or known[key].default is None
+            if key != "head_options" and (value is not None or known[key].default is None)
         }
+        if "head_options" in values:
+            checked["head_options"] = _check_head_options(
+                checked.get("head", known["head"].default), values["head_options"], source
+            )
         config = cls(**checked)
         config.validate(source)
         return config
@@ -128,11 +139,13 @@ class TrainConfig:
             )
         if self.freeze_backbone_steps < 0:
             raise ValueError(f"{source}: freeze_backbone_steps must be ≥ 0, got {self.freeze_backbone_steps}")
-        check_head_options(self.head, self.head_kwargs(), source)
-
-    def head_kwargs(self) -> dict[str, Any]:
-        """The head options that were set; the head's own defaults fill the rest."""
-        return {name: getattr(self, name) for name in self.HEAD_OPTIONS if getattr(self, name) is not None}
+        if not isinstance(self.head_options, dict):
+            kind = type(self.head_options).__name__
+            raise ValueError(f"{source}: head_options must be a table, got {kind}")
+        try:  # range-checked by the head's own declarations (s = -1, m = 10 are refused)
+            self.head_options = parse_head_options(self.head, self.head_options)
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -157,28 +170,57 @@ class TrainConfig:
         )
 
 
-def check_head_options(head: str, values: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """``values`` (``s``, ``m``, …) typed and range-checked by head ``head``'s own declarations.
+def normalize_head_table(values: dict[str, Any], known: set[str], source: str = "config") -> dict[str, Any]:
+    """``values`` with the head in its stored shape: ``head`` a name and ``head_options`` a table.
 
-    An option the head does not take or a meaningless value (``s=-1``, ``m=10``) is one
-    ``ValueError`` naming the command-line option and the head's allowed range.
+    Accepts a ``[head]`` table (``name`` and the options) and, from config files of older femb
+    versions, the head's options as top-level keys (only those the named head declares; any other
+    key is left for :meth:`TrainConfig.from_dict` to refuse). Types are checked later.
     """
-    from femb.headers import head_options, parse_head_options
+    values = dict(values)
+    options: dict[str, Any] = {}
+    head = values.get("head")
+    if isinstance(head, dict):
+        table = dict(head)
+        if "name" not in table:
+            raise ValueError(f'{source}: the [head] table needs a name, e.g. name = "arcface"')
+        values["head"] = head = table.pop("name")
+        options.update(table)
+    if not isinstance(head, str) and head is not None:
+        return values  # refused by the type check, with its usual message
+    name = TrainConfig.head if head is None else head
+    if name in list_headers():
+        declared = {option.name for option in head_options(name)}
+        for key in [key for key in values if key not in known and key in declared]:
+            options[key] = values.pop(key)
+    if options:
+        given = values.get("head_options", {})
+        if not isinstance(given, dict):
+            raise ValueError(f"{source}: head_options must be a table, got {type(given).__name__}")
+        values["head_options"] = {**options, **given}
+    return values
 
-    declared = {option.name for option in head_options(head)}
-    parsed: dict[str, Any] = {}
-    for name, value in values.items():
-        flag = "--" + name.replace("_", "-")
-        if name not in declared:
-            raise ValueError(
-                f"{flag} is not an option of head {head!r} "
-                f"(its options: {', '.join(sorted(declared)) or 'none'})"
-            )
-        try:
-            parsed.update(parse_head_options(head, {name: value}))
-        except ValueError as error:
-            raise ValueError(f"{source}: {flag}: {error}") from None
-    return parsed
+
+def _check_head_options(head: Any, values: Any, source: str) -> dict[str, Any]:
+    """``values`` typed as head ``head`` declares them, strictly (a file's ``s = "64"`` is an error)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: head_options must be a table, got {type(values).__name__}")
+    if not isinstance(head, str) or head not in list_headers():
+        raise ValueError(f"{source}: head={head!r} is not one of {', '.join(list_headers())}")
+    declared = {option.name: option for option in head_options(head)}
+    typed = {}
+    for key, value in values.items():
+        if key in declared and value is not None:
+            value = _check_type(key, value, declared[key].type, source)
+        typed[key] = value
+    try:
+        return parse_head_options(head, typed)  # unknown options and ranges
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
+
+
+def _all_head_option_names() -> frozenset[str]:
+    return frozenset(option.name for name in list_headers() for option in head_options(name))
 
 
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}

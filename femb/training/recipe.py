@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from femb.backbones import build_backbone
-from femb.headers import build_header
+from femb.headers import build_header, parse_head_options
 from femb.model import FaceEmbeddingModel
-from femb.training.config import TrainConfig, check_head_options
+from femb.training.config import TrainConfig
 from femb.training.control import TrainingControl
 from femb.training.events import EventSink
 from femb.training.loop import FitResult, fit
@@ -119,7 +119,10 @@ def _synthetic_count(spec: str, option: str) -> int:
 
 def build_model(config: TrainConfig, num_classes: int) -> FaceEmbeddingModel:
     # Range-checked by the head's own option declarations (--s -1, --m 10 are refused).
-    head_kwargs = check_head_options(config.head, config.head_kwargs(), "options")
+    try:
+        head_kwargs = parse_head_options(config.head, config.head_options)
+    except ValueError as error:
+        raise ValueError(f"options: {error}") from None
     check_memory(config, num_classes)  # before a single byte of the model is allocated
     backbone = build_backbone(config.backbone, embed_dim=config.embed_dim, weights=config.init_backbone)
     header = build_header(config.head, config.embed_dim, num_classes, **head_kwargs)

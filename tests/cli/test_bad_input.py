@@ -112,7 +112,9 @@ def test_commands_own_fail_calls_still_work(capsys):
         ('skip_nonfinite = "no"', "skip_nonfinite must be true or false, got 'no'"),
         ('easy_margin = "no"', "easy_margin must be true or false"),
         ("batch_size = true", "batch_size must be an integer, got True"),
-        ("s = -1.0", "--s: head 'arcface': option s=-1.0: expected a float in (0, inf)"),
+        ("s = -1.0", "head 'arcface': option s=-1.0: expected a float in (0, inf)"),
+        ("[head_options]\nm = 10.0", "head 'arcface': option m=10.0: expected a float in [0, 1.5708]"),
+        ('[head]\nname = "cosface"\nm = "0.3"', "m must be a number, got '0.3'"),
         ("lr = [", "not valid TOML"),
     ],
 )

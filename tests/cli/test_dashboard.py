@@ -30,8 +30,7 @@ CONFIG = {
     "backbone": "mobilefacenet_small",
     "embed_dim": 128,
     "head": "arcface",
-    "s": 64.0,
-    "m": 0.5,
+    "head_options": {"s": 64.0, "m": 0.5},
     "data": "synthetic:200",
     "batch_size": 64,
     "optimizer": "sgd",
@@ -467,6 +466,23 @@ async def test_replay_of_a_finished_run_shows_the_final_state(tmp_path):
         assert not (tmp_path / "control").exists()
         await pilot.press("q")
         await wait_for(pilot, lambda: app.return_code is not None)
+
+
+@run_async
+async def test_run_panel_shows_processes_weights_partial_fc_and_global_speed(tmp_path):
+    events = synthetic_run(steps=10, run_dir=str(tmp_path))
+    config = {**CONFIG, "init_backbone": "backbone.pth", "sample_rate": 0.25}
+    events[0] = {**events[0], "config": config, "world_size": 2}
+    write_events(tmp_path / "metrics.jsonl", events)
+    app = create_dashboard_app(follow_run_dir=tmp_path, replay=True)
+    async with app.run_test(size=WIDE) as pilot:
+        await wait_for(pilot, lambda: app.state.step == 10)
+        app.refresh_now()
+        await pilot.pause()
+        panel = widget_text(app, ConfigPanel)
+        assert "processes 2" in panel and "weights   backbone.pth" in panel
+        assert "arcface s=64 m=0.5 Partial FC r=0.25" in panel
+        assert "512.0 img/s 2 procs" in widget_text(app, MetricsPanel)
 
 
 # ---------------------------------------------------------------------------------------- the command

@@ -97,3 +97,36 @@ def test_feed_takes_events_from_many_threads_and_never_drops_the_rare_ones():
     assert sum(event["event"] == "checkpoint" for event in events) == 20
     assert sum(event["event"] == "step" for event in events) <= 50 + 20  # coalesced behind each rare event
     assert feed.drain() == []
+
+
+def test_config_summary_shows_any_heads_options_from_the_config():
+    """A head the dashboard has never heard of: its options come from the run's config table."""
+    state = RunState()
+    config = {"head": "frobface", "head_options": {"q": 0.7, "mode": "wide", "plus": True, "bad": [1]}}
+    state.apply({"event": "start", "config": config})
+    assert dict(config_summary(state))["head"] == "frobface q=0.7 mode=wide plus=true"
+    state.apply({"event": "start", "config": {"head": "cosface", "head_options": "s=3"}})  # not a table
+    assert dict(config_summary(state))["head"] == "cosface"
+
+
+def test_config_summary_shows_processes_weights_and_partial_fc():
+    state = RunState()
+    weights = "/models/arcface_torch/ms1mv3_arcface_r50_fp16/backbone.pth"
+    config = {"head": "arcface", "head_options": {"s": 64.0}, "init_backbone": weights, "sample_rate": 0.1}
+    state.apply({"event": "start", "config": config, "world_size": 2, "device": "cpu"})
+    rows = dict(config_summary(state))
+    assert rows["processes"] == "2"
+    assert rows["head"] == "arcface s=64 Partial FC r=0.1"
+    assert rows["weights"].startswith("…") and rows["weights"].endswith("r50_fp16/backbone.pth")
+    assert len(rows["weights"]) <= 29
+    assert "Partial FC r=0.1" in one_line_summary(state)
+
+    from femb_cli.dashboard.widgets import metrics_text
+
+    state.apply({"event": "step", "step": 1, "loss": 1.0, "images_per_s": 2048.0})
+    assert "2,048.0 img/s 2 procs" in metrics_text(state).plain  # the global figure, said so
+
+    # One process, no fine-tuning, the full head: none of the three rows.
+    state.apply({"event": "start", "config": {"head": "arcface", "sample_rate": 1.0}, "world_size": 1})
+    rows = dict(config_summary(state))
+    assert "processes" not in rows and "weights" not in rows and rows["head"] == "arcface"

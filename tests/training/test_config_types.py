@@ -29,9 +29,15 @@ FIELDS = [field.name for field in dataclasses.fields(TrainConfig)]
         ({"data": 5}, "data must be a string, got 5"),
         ({"val": ["a"]}, "val must be a string, got ['a']"),
         ({"s": "64"}, "s must be a number, got '64'"),
-        ({"s": -1.0}, "--s: head 'arcface': option s=-1.0: expected a float in (0, inf)"),
-        ({"m": 10.0}, "--m: head 'arcface': option m=10.0"),
-        ({"s": math.inf}, "--s: head 'arcface'"),
+        ({"s": -1.0}, "head 'arcface': option s=-1.0: expected a float in (0, inf)"),
+        ({"m": 10.0}, "head 'arcface': option m=10.0"),
+        ({"s": math.inf}, "head 'arcface'"),
+        ({"head_options": {"m": "0.4"}}, "m must be a number, got '0.4' (str)"),
+        ({"head_options": {"m1": 0.3}}, "head 'arcface' has no option 'm1'; its options: s="),
+        ({"m1": 0.3}, "head 'arcface' has no option 'm1'; its options: s="),
+        ({"head_options": [1]}, "head_options must be a table, got list"),
+        ({"head": {"s": 30.0}}, "the [head] table needs a name"),
+        ({"head": "cosface", "easy_margin": True}, "head 'cosface' has no option 'easy_margin'"),
     ],
 )
 def test_wrong_types_name_the_file_and_the_option(values, message):
@@ -47,11 +53,11 @@ def test_what_toml_writes_naturally_is_accepted():
     )
     assert config.lr == 1.0 and isinstance(config.lr, float)
     assert config.steps == 100 and isinstance(config.steps, int)
-    assert config.milestones == [10, 20] and config.easy_margin is False and config.m == 0.0
+    assert config.milestones == [10, 20] and config.head_options == {"easy_margin": False, "m": 0.0}
 
 
 def test_a_saved_config_reads_back_unchanged(tmp_path):
-    config = TrainConfig(head="magface", lr=0.05, milestones=[3, 5], l_a=10.0, u_a=110.0)
+    config = TrainConfig(head="magface", lr=0.05, milestones=[3, 5], head_options={"l_a": 10.0, "u_a": 110.0})
     path = tmp_path / "config.toml"
     path.write_text(tomli_w.dumps({k: v for k, v in config.to_dict().items() if v is not None}))
     assert TrainConfig.from_dict(read_toml(path), source=str(path)) == config
@@ -91,8 +97,66 @@ def test_any_toml_table_gives_a_config_or_one_value_error(tmp_path, table):
         return
     # Accepted: every field holds its declared type.
     for name in values:
+        if name not in FIELDS:  # an older file's top-level head option, now in head_options
+            assert name in config.head_options
+            continue
         value = getattr(config, name)
         default = getattr(TrainConfig(), name)
         if value is None or default is None:
             continue
         assert type(value) is type(default), (name, value)
+
+
+# ---------------------------------------------------------------------------------------- head options
+
+
+def test_the_three_shapes_of_head_options_give_one_config(tmp_path):
+    """config.toml's `[head_options]`, a hand-written `[head]` table, and an older femb's flat keys."""
+    shapes = {
+        "table": 'head = "magface"\nlr = 0.05\n[head_options]\nl_a = 5\nlambda_g = 30.0\n',
+        "head": 'lr = 0.05\n[head]\nname = "magface"\nl_a = 5\nlambda_g = 30.0\n',
+        "flat (femb < head_options)": 'head = "magface"\nlr = 0.05\nl_a = 5.0\nlambda_g = 30.0\n',
+    }
+    configs = {}
+    for shape, text in shapes.items():
+        path = tmp_path / "config.toml"
+        path.write_text(text)
+        configs[shape] = TrainConfig.from_dict(read_toml(path), source=str(path))
+    assert all(config == configs["table"] for config in configs.values()), configs
+    assert configs["table"].head_options == {"l_a": 5.0, "lambda_g": 30.0}
+    assert type(configs["table"].head_options["l_a"]) is float  # typed by the head's declaration
+
+
+def test_saved_config_holds_a_head_options_table_and_reads_back(tmp_path):
+    from femb.training.run_dir import write_toml
+
+    config = TrainConfig(head="adaface", head_options={"h": 0.5, "s": 32.0})
+    path = tmp_path / "config.toml"
+    write_toml(path, config.to_dict())
+    assert "[head_options]" in path.read_text() and read_toml(path)["head_options"] == {"h": 0.5, "s": 32.0}
+    assert TrainConfig.from_dict(read_toml(path), source=str(path)) == config
+
+
+def test_a_newly_registered_head_is_configured_without_touching_the_config(tmp_path):
+    from femb.headers import ArcFaceHeader, register_header
+    from femb.headers.options import HeadOption
+    from femb.headers.registry import _REGISTRY
+
+    extra = HeadOption("t", float, 2.0, "a test option", low=0.0)
+
+    class TwoScaleHeader(ArcFaceHeader):
+        name = "two_scale_test"
+        options = (extra,)
+
+        def __init__(self, in_features, out_features, t=extra.default, **structural):
+            super().__init__(in_features, out_features, **structural)
+            self.t = t
+
+    register_header(TwoScaleHeader)
+    try:
+        config = TrainConfig.from_dict({"head": {"name": "two_scale_test", "t": 3}}, source="x.toml")
+        assert config.head_options == {"t": 3.0}
+        with pytest.raises(ValueError, match="two_scale_test.*option t=-1.0"):
+            TrainConfig.from_dict({"head": "two_scale_test", "head_options": {"t": -1.0}}, source="x.toml")
+    finally:
+        _REGISTRY.pop("two_scale_test", None)
