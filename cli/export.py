@@ -53,8 +53,8 @@ def onnx_command(
         bool,
         typer.Option(
             "--normalize-in-graph",
-            help="The graph takes uint8 N×112×112×3 RGB and does the cast, transpose and "
-            "(x-127.5)/127.5 itself.",
+            help="The graph takes float32 N×3×112×112 raw RGB pixels (0-255) and does "
+            "(x-127.5)/127.5 itself, in nodes insightface recognises (mean 0, std 1).",
         ),
     ] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset (17 or later).", min=17)] = 17,
