@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import struct
 import warnings
 from pathlib import Path
@@ -270,18 +269,8 @@ def test_empty_and_single_identity_sets_are_refused(tmp_path):
 # -- the real faces --------------------------------------------------------------------------------
 
 
-def _orl() -> Path:
-    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "orl_faces"
-    if not (root / "s1").is_dir():
-        message = f"ORL faces not found at {root}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (required in CI)")
-        pytest.skip(message)
-    return root
-
-
-def test_pack_and_read_the_orl_faces(tmp_path):
-    root = _orl()
+def test_pack_and_read_the_orl_faces(tmp_path, orl_root):
+    root = orl_root
     summary = pack_image_folder(root, tmp_path / "orl", quality=95)
     assert (summary.images, summary.identities, summary.skipped) == (400, 40, 0)
     packed, folder = RecordIODataset(tmp_path / "orl"), ImageFolderDataset(root)

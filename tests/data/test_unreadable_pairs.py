@@ -7,7 +7,6 @@ folder here so that a garbage file can sit among them) with one file of garbage 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import warnings
 
@@ -27,15 +26,8 @@ IDENTITIES = [f"s{i}" for i in range(1, 11)]
 
 
 @pytest.fixture(scope="module")
-def orl(request):
-    from tests.conftest import ORL_ROOT  # noqa: PLC0415 - the one place that knows where ORL lives
-
-    if not (ORL_ROOT / "s1").is_dir():
-        message = f"ORL faces not found at {ORL_ROOT}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return ORL_ROOT
+def orl(orl_root):
+    return orl_root
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ The bar is not chance: it is raw-pixel cosine on the same pairs, computed here (
 these 800 pairs; ORL is well aligned, so raw pixels are a strong baseline).
 """
 
-import os
 import time
 
 import pytest
@@ -36,32 +35,12 @@ class TensorFaces(Dataset):
         return image, self.labels[index]
 
 
-def require_orl(root):
-    """``root`` if it holds the ORL faces; else a skip, or under CI (``CI=true``) a failure."""
-    if not (root / "s1").is_dir():
-        reason = f"ORL faces not found at {root} (expected <repo>/../shared/data/orl_faces/s1..s40)"
-        if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    return root
-
-
-@pytest.fixture(scope="module")
-def orl_dataset():
-    """ORL, decoded once; under CI missing faces fail the test instead of skipping it."""
-    from conftest import ORL_ROOT
-
-    from femb.data import ImageFolderDataset
-
-    return ImageFolderDataset(require_orl(ORL_ROOT), cache=True)
-
-
 @pytest.mark.parametrize("ci", ["true", ""])
-def test_missing_orl_fails_under_ci_and_skips_outside(ci, tmp_path, monkeypatch):
+def test_missing_orl_fails_under_ci_and_skips_outside(ci, tmp_path, monkeypatch, orl_requirement):
     monkeypatch.setenv("CI", ci)
     expected = pytest.fail.Exception if ci else pytest.skip.Exception
     with pytest.raises(expected, match="ORL faces not found"):
-        require_orl(tmp_path)
+        orl_requirement(tmp_path)
 
 
 def split_orl(dataset):

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from femb.headers import build_header, list_headers
 from femb.headers.base import MarginHeader, ema
 from femb.headers.options import scale_option
+from femb.headers.registry import head_options
 from femb.model import FaceEmbeddingModel
 from femb.training.collectives import all_gather_variable, gather_variable
 from femb.training.sharded_head import (
@@ -72,10 +73,17 @@ def sharded_cases() -> list:
     return [pytest.param(case, marks=SHARDED_XFAIL.get(case, ())) for case in head_cases()]
 
 
+def _option_names(name: str) -> set[str]:
+    return {option.name for option in head_options(name)}
+
+
 def head_cases() -> dict[str, Callable[[int, int], nn.Module]]:
     """Every registered head (current and future), linear with a bias, and the statistics head."""
+    # A fixed scale: the default (AdaCos's) depends on the number of classes, and a shard or a
+    # sampled head must use the full head's (the trainer builds shards from the full head's spec).
     cases: dict[str, Callable[[int, int], nn.Module]] = {
-        name: partial(build_header, name) for name in list_headers()
+        name: partial(build_header, name, **({"s": 64.0} if "s" in _option_names(name) else {}))
+        for name in list_headers()
     }
     cases["linear(bias)"] = partial(build_header, "linear", bias=True)
     cases["target-ema"] = TargetEmaHead
