@@ -46,6 +46,15 @@ def train_command(
             rich_help_panel=DATA,
         ),
     ] = DEFAULTS.on_bad_image,
+    augment: Annotated[
+        bool,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Augment training faces: a few pixels of shift and per cent of zoom, flip, colour "
+            "jitter, light blur (seeded: resume stays exact).",
+            rich_help_panel=DATA,
+        ),
+    ] = DEFAULTS.augment,
     backbone: Annotated[
         str, typer.Option(help="Backbone name (see `femb info`).", rich_help_panel=MODEL)
     ] = DEFAULTS.backbone,

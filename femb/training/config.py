@@ -46,6 +46,7 @@ class TrainConfig:
     val_pairs: int = 2000
     images_per_identity: int = 24  # synthetic data only
     on_bad_image: str = "skip"  # an unreadable training image: "skip" (counted, warned) or "error"
+    augment: bool = False  # FaceAugment on the training images (shift, zoom, flip, jitter, blur)
     # model
     backbone: str = "mobilefacenet_small"
     embed_dim: int = 128

@@ -84,6 +84,10 @@ def build_datasets(config: TrainConfig):
     if val is not None and not isinstance(val, PairsDataset) and len(val) < 2:
         raise ValueError(f"--val {config.val}: needs at least two images")
     check_memory(config, train.num_classes)  # the model too, before anything is written
+    if config.augment:
+        from femb.data.transforms import FaceAugment
+
+        train.augment = FaceAugment()  # drawn from the seeded global generator: resume stays exact
     return train, val
 
 
