@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -26,14 +27,6 @@ def faces(tmp_path):
             pixels = rng.integers(0, 255, (112, 92, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(root / f"p{person}" / f"p{person}_{k + 1:04d}.png")
     return root
-
-
-def assert_one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_pack_then_inspect(faces, tmp_path):

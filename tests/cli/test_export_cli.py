@@ -5,6 +5,7 @@ from __future__ import annotations
 import onnx
 import pytest
 import torch
+from cli_helpers import assert_one_line_error
 from typer.testing import CliRunner
 
 from femb import FaceEmbeddingModel
@@ -28,14 +29,6 @@ def run_dir(tmp_path_factory):
     )
     save_checkpoint(payload, run / "checkpoints" / "best.pt")
     return run
-
-
-def assert_one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_export_run_directory_to_default_path(run_dir, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cli_helpers import assert_one_line_error
 from typer.testing import CliRunner
 
 from femb.backbones import build_backbone
@@ -13,14 +14,6 @@ from femb.inference import OnnxEmbedder
 from femb_cli.main import app
 
 runner = CliRunner()
-
-
-def assert_one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

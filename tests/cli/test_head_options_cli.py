@@ -11,6 +11,7 @@ import json
 
 import pytest
 import tomli_w
+from cli_helpers import TINY_TRAIN
 from typer.testing import CliRunner
 
 from femb.checkpoint import load_checkpoint
@@ -20,23 +21,7 @@ from femb.training.run_dir import read_toml
 from femb_cli.main import app
 
 runner = CliRunner()
-TINY = [
-    "--backbone",
-    "iresnet_tiny",
-    "--embed-dim",
-    "16",
-    "--data",
-    "synthetic:6",
-    "--val",
-    "synthetic:6",
-    "--batch-size",
-    "16",
-    "--no-dashboard",
-    "--warmup-steps",
-    "2",
-    "--eval-every",
-    "0",
-]
+TINY = [*TINY_TRAIN, "--eval-every", "0"]
 
 
 def train(*args):

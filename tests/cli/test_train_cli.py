@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from cli_helpers import TINY_TRAIN
 from typer.testing import CliRunner
 
 from femb.training.events import read_events
@@ -14,21 +15,7 @@ from femb.training.run_dir import read_toml
 from femb_cli.main import app
 
 runner = CliRunner()
-TINY = [
-    "--backbone",
-    "iresnet_tiny",
-    "--embed-dim",
-    "16",
-    "--data",
-    "synthetic:6",
-    "--val",
-    "synthetic:6",
-    "--batch-size",
-    "16",
-    "--no-dashboard",
-    "--warmup-steps",
-    "2",
-]
+TINY = TINY_TRAIN
 
 
 def train(*args):

@@ -10,6 +10,7 @@ import pickle
 import pandas as pd
 import pytest
 import torch
+from cli_helpers import assert_one_line_error
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -76,14 +77,6 @@ def image_root(faces, tmp_path_factory):
 
 def verify(*args: str):
     return runner.invoke(app, ["verify", "pairs", *map(str, args)])
-
-
-def assert_one_line_error(result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def check_metrics(summary: dict, num_pairs: int) -> None:
