@@ -11,6 +11,7 @@ from torch import nn
 from femb import checkpoint as ckpt
 from femb.backbones import backbone_spec, build_backbone
 from femb.data.batches import face_batches
+from femb.errors import one_line
 
 
 class FaceEmbeddingModel(nn.Module):
@@ -172,15 +173,37 @@ def embed_batch(backbone: nn.Module, images: torch.Tensor, flip: bool = False) -
 
 
 def backbone_from_checkpoint(payload: dict) -> nn.Module:
-    """The backbone of a loaded checkpoint, rebuilt by name and filled with its weights."""
-    spec = payload["backbone"]
-    kwargs = dict(spec["kwargs"])
-    name = spec["name"]
+    """The backbone of a loaded checkpoint, rebuilt by name and filled with its weights.
+
+    A hand-edited or foreign checkpoint (no backbone entry, an unknown name, arguments the network
+    does not take, weights of other shapes) gives one :class:`~femb.checkpoint.CheckpointError`
+    naming the file, never a stack of tensor errors.
+    """
+    where = payload.get("path", "checkpoint")
+    spec = payload.get("backbone")
+    if not isinstance(spec, dict) or not {"name", "kwargs", "state_dict"} <= set(spec):
+        raise ckpt.CheckpointError(
+            f"{where}: no backbone entry (name, kwargs, state_dict) in this checkpoint"
+        )
+    name, kwargs = spec["name"], dict(spec["kwargs"]) if isinstance(spec["kwargs"], dict) else None
+    if not isinstance(name, str) or kwargs is None:
+        raise ckpt.CheckpointError(f"{where}: the backbone entry's name or kwargs is malformed")
     embed_dim = kwargs.pop("embed_dim", 512)
-    backbone = build_backbone(
-        name, embed_dim=embed_dim, **{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    )
-    backbone.load_state_dict(spec["state_dict"])
+    try:
+        backbone = build_backbone(
+            name,
+            embed_dim=embed_dim,
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()},
+        )
+    except (TypeError, ValueError) as error:
+        raise ckpt.CheckpointError(f"{where}: cannot rebuild backbone {name!r} ({one_line(error)})") from None
+    try:
+        backbone.load_state_dict(spec["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as error:
+        raise ckpt.CheckpointError(
+            f"{where}: the weights do not fit backbone {name!r} with embed_dim={embed_dim} "
+            f"({one_line(error, limit=300)})"
+        ) from None
     return backbone
 
 
