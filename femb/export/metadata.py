@@ -12,6 +12,7 @@ so in ``input_dtype``/``input_layout``; readers still honour that.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -42,13 +43,23 @@ class Preprocessing:
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str]) -> Preprocessing:
+        """The preprocessing a model's metadata asks for; one ValueError naming a key that does not parse."""
         size = meta.get("input_size", "112,112").replace("x", ",").split(",")
         in_graph = meta.get("normalize_in_graph", "false").lower() == "true"
+        mean, std = _number(meta, "mean", float, str(MEAN)), _number(meta, "std", float, str(STD))
+        if not std > 0 or not math.isfinite(mean):
+            raise ValueError(f"metadata mean={mean!r}, std={std!r}: expected a finite mean and std > 0")
+        try:
+            height, width = int(size[0]), int(size[-1])
+        except ValueError:
+            raise ValueError(f"metadata input_size={meta['input_size']!r}: expected H,W") from None
+        if not (16 <= height <= 4096 and 16 <= width <= 4096):
+            raise ValueError(f"metadata input_size={meta['input_size']!r}: expected H,W between 16 and 4096")
         return cls(
-            size=(int(size[0]), int(size[-1])),
+            size=(height, width),
             color_order=meta.get("color_order", "RGB").upper(),
-            mean=float(meta.get("mean", MEAN)),
-            std=float(meta.get("std", STD)),
+            mean=mean,
+            std=std,
             # Without these keys, normalize_in_graph meant uint8 NHWC (femb's first exports).
             layout=meta.get("input_layout", UINT8_LAYOUT if in_graph else FLOAT_LAYOUT),
             dtype=meta.get("input_dtype", "uint8" if in_graph else "float32"),
@@ -188,6 +199,9 @@ def build_metadata(
         "best_accuracy": "" if best is None else repr(float(best)),
     }
     for key, value in (extras or {}).items():
+        if str(key) in meta or str(key) in THRESHOLD_KEYS.values():
+            # A reader trusts these keys to preprocess and compare: they come from the model only.
+            raise ValueError(f"metadata key {key!r} is written by femb itself and cannot be set by hand")
         meta[str(key)] = value if isinstance(value, str) else json.dumps(_jsonable(value))
     return meta
 

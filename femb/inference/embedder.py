@@ -183,15 +183,24 @@ class OnnxEmbedder(BatchEmbedder):
         self.output_name = self.session.get_outputs()[0].name
         self.input_type = model_input.type
         self.assumption = ""
-        self.preprocessing = self._preprocessing(model_input, mean, std, bgr)
+        try:
+            self.preprocessing = self._preprocessing(model_input, mean, std, bgr)
+        except ValueError as error:
+            raise ModelLoadError(f"{self.path}: unusable model metadata ({error})") from None
         fixed_batch = model_input.shape[0] if model_input.shape else None
         self.fixed_batch = fixed_batch if isinstance(fixed_batch, int) and fixed_batch > 0 else None
         self.batch_size = self.fixed_batch or int(batch_size)
         output_shape = self.session.get_outputs()[0].shape
+        if output_shape is not None and len(output_shape) != 2:
+            raise ModelLoadError(
+                f"{self.path}: its output {self.output_name!r} has shape {list(output_shape)}; "
+                "a face model gives N×D embeddings"
+            )
         declared_dim = output_shape[-1] if output_shape else None
-        self.embed_dim = int(
-            self.metadata.get("embed_dim") or (declared_dim if isinstance(declared_dim, int) else 0)
-        )
+        recorded = self.metadata.get("embed_dim")
+        if recorded is not None and not recorded.strip().isdigit():
+            raise ModelLoadError(f"{self.path}: unusable model metadata (embed_dim={recorded!r})")
+        self.embed_dim = int(recorded or (declared_dim if isinstance(declared_dim, int) else 0))
 
     # ------------------------------------------------------------------ public
     def describe(self) -> str:
@@ -277,7 +286,10 @@ class OnnxEmbedder(BatchEmbedder):
             raise InferenceError(
                 f"{self.path.name}: onnxruntime failed on a batch of {count}: {_ort_reason(error)}"
             ) from None
-        return np.asarray(out[:count], dtype=np.float32).reshape(count, -1)
+        out = np.asarray(out[:count], dtype=np.float32)
+        if out.ndim != 2:
+            raise InferenceError(f"{self.path.name}: the model gave shape {out.shape}, not N×D embeddings")
+        return out
 
 
 class TorchEmbedder(BatchEmbedder):
