@@ -95,10 +95,19 @@ class ElasticFaceHeader(MarginHeader):
         if not self.plus:
             return margins
         with torch.no_grad():
+            # On a class-sharded head a row's target (and its draw) lives on one shard only: sum
+            # them over the shards so that every shard ranks the whole batch alike.
+            zero = torch.zeros_like(cos_target)
+            shared = self.sum_over_shards(
+                torch.stack(
+                    [torch.where(valid, cos_target, zero), torch.where(valid, margins, zero), valid.float()]
+                )
+            )
+            everywhere, cos_all, drawn = shared[2] > 0, shared[0], shared[1]
             # Labelled rows first in both orders (unlabelled ones sort to the end): rows by
             # descending cosθ_y, their own draws ascending; then the k-th row gets the k-th draw.
-            rows = torch.argsort(torch.where(valid, cos_target, -math.inf), descending=True)
-            ascending = torch.sort(torch.where(valid, margins, math.inf)).values
+            rows = torch.argsort(torch.where(everywhere, cos_all, -math.inf), descending=True)
+            ascending = torch.sort(torch.where(everywhere, drawn, math.inf)).values
             assigned = torch.empty_like(margins).index_put_((rows,), ascending)
             # Unlabelled rows' margins are discarded; m keeps the unused branch finite.
             return torch.where(valid, assigned, self.m)

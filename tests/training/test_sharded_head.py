@@ -86,6 +86,8 @@ def head_cases() -> dict[str, Callable[[int, int], nn.Module]]:
         for name in list_headers()
     }
     cases["linear(bias)"] = partial(build_header, "linear", bias=True)
+    # ElasticFace+ ranks the whole batch's target cosines, which a shard holds only in part.
+    cases["elasticface(plus)"] = partial(build_header, "elasticface", plus=True, s=64.0)
     cases["target-ema"] = TargetEmaHead
     return cases
 
