@@ -186,7 +186,7 @@ class ShardedMarginLoss(nn.Module):
         group: the process group of the head (default: the world).
         sparse_rows: run the sampled-rows machinery (leaf copies, :meth:`sampled_step`) even at
             ``sample_rate = 1``; default: only when ``sample_rate < 1``.
-        seed: seed of the per-rank sampling generator.
+        seed: mixed into the per-step sampling seed (the global generator's seed of the step).
         inplace_softmax: let the cross-entropy overwrite the logits with the softmax.
     """
 
@@ -232,7 +232,6 @@ class ShardedMarginLoss(nn.Module):
         self.row_state: dict[str, dict[str, Any]] = {}
         self.last_index: Tensor | None = None  # the classes the last training forward used (sorted)
         self._pending: tuple[Tensor, dict[str, Tensor]] | None = None
-        self._generator: torch.Generator | None = None
 
     @property
     def shard_size(self) -> int:
@@ -332,11 +331,13 @@ class ShardedMarginLoss(nn.Module):
         device = self.header.weight.device
         if self.num_sampled >= self.shard_size:
             return torch.arange(self.shard_size, device=device)
-        if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(self.seed * 1_000_003 + self.rank)
         positives = targets[targets >= 0].unique()
-        score = torch.rand(self.shard_size, generator=self._generator, device=device)
+        # Seeded from the global generator's seed, which the training loop sets before every step
+        # from (seed, step, rank): a resumed run samples exactly the classes the uninterrupted one
+        # did, and no draw is taken from the global stream (the head's own draws stay as they were).
+        generator = torch.Generator(device=device)
+        generator.manual_seed((torch.initial_seed() * 1_000_003 + self.seed) % (1 << 63))
+        score = torch.rand(self.shard_size, generator=generator, device=device)
         score[positives] = 2.0  # above every uniform draw: positives are always kept
         keep = max(self.num_sampled, int(positives.numel()))
         return torch.topk(score, keep, sorted=False).indices.sort().values
