@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from femb import checkpoint as ckpt
+from femb.errors import one_line
 from femb.training.run_dir import RunDir
 
 CHECKPOINT_KINDS = ("last", "best", "manual")
@@ -153,13 +154,41 @@ def restore(model, state: TrainingState, payload: dict, device: torch.device, ob
     The head comes back whole or as this rank's block, with its rows' optimizer state, whatever
     the number of processes that saved it.
     """
+    where = payload.get("path", "checkpoint")
     training = payload.get("training")
     if not training or not payload.get("header"):
-        raise ValueError(f"{payload.get('path', 'checkpoint')}: has no training state to resume from")
-    model.backbone.load_state_dict(payload["backbone"]["state_dict"])
+        raise ValueError(f"{where}: has no training state to resume from")
+    check_same_recipe(model, objective.num_classes, payload, where)
+    try:
+        model.backbone.load_state_dict(payload["backbone"]["state_dict"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"{where}: its backbone weights do not fit this model ({one_line(error, limit=200)})"
+        ) from None
     model.to(device)
     state.load_state_dict(training)  # the optimizer first: loading it replaces every row's state
     objective.load_head(payload["header"], training.get("head_rows"))
+
+
+def check_same_recipe(model, num_classes: int | None, payload: dict, where: str) -> None:
+    """A checkpoint resumes only the network it was written by: a config.toml edited to another
+    backbone, embedding size or head is named in one line, not a page of missing keys."""
+    from femb.backbones import backbone_spec
+
+    saved_backbone, saved_head = payload["backbone"], payload["header"]
+    now = backbone_spec(model.backbone)
+    if (saved_backbone.get("name"), saved_backbone.get("kwargs")) != (now["name"], now["kwargs"]):
+        raise ValueError(
+            f"{where}: written by backbone {saved_backbone.get('name')} {saved_backbone.get('kwargs')}, "
+            f"but this run builds {now['name']} {now['kwargs']} (was its config.toml edited?)"
+        )
+    saved_classes = saved_head.get("kwargs", {}).get("out_features")
+    head_name = getattr(model.header, "name", None)
+    if saved_head.get("name") != head_name or (num_classes is not None and saved_classes != num_classes):
+        raise ValueError(
+            f"{where}: written with head {saved_head.get('name')} over {saved_classes} classes, "
+            f"but this run builds {head_name} over {num_classes} classes"
+        )
 
 
 def load_resume_source(source: str | Path | dict) -> dict:

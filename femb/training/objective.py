@@ -40,6 +40,11 @@ class Objective:
             self.sharded = _shard_model_head(model, optimizer, runtime, float(sample_rate), seed)
 
     @property
+    def num_classes(self) -> int | None:
+        """The number of classes over every shard (the model's head may hold a block of them)."""
+        return self.sharded.num_classes if self.sharded is not None else self.model.num_classes
+
+    @property
     def backward_scale(self) -> float:
         """DDP averages the backbone's gradients over ranks, while each rank's embedding gradient
         is already that of the global loss: scaling the backward by W gives the one-process step."""

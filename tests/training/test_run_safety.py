@@ -155,3 +155,18 @@ def test_request_files_made_while_running_are_obeyed(tmp_path):
     result = tiny_run(run, steps=5, callbacks=[stop_at_one])
     assert result.reason == "stopped" and result.step == 1
     assert os.path.exists(run / "checkpoints" / "last.pt")
+
+
+def test_resuming_with_another_network_names_both_in_one_line(tmp_path):
+    run = tmp_path / "run"
+    tiny_run(run, steps=2)
+    torch.manual_seed(0)
+    other = FaceEmbeddingModel(build_backbone("iresnet_tiny", embed_dim=16), CosFaceHeader(16, 4))
+    data = TensorDataset(torch.randn(16, 3, 112, 112), torch.arange(16) % 4)
+    with pytest.raises(
+        ValueError, match=r"written by backbone iresnet_tiny .*embed_dim': 8.* but this run builds"
+    ):
+        other.fit(data, batch_size=8, device="cpu", max_training_steps=4, run_dir=run, resume=run)
+    other = FaceEmbeddingModel(build_backbone("iresnet_tiny", embed_dim=8), CosFaceHeader(8, 5))
+    with pytest.raises(ValueError, match="over 4 classes, but this run builds cosface over 5 classes"):
+        other.fit(data, batch_size=8, device="cpu", max_training_steps=4, run_dir=run, resume=run)
