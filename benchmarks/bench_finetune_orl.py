@@ -18,44 +18,15 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
 from femb import FaceEmbeddingModel
 from femb.backbones import build_backbone
-from femb.data import ImageFolderDataset, SyntheticFaces
+from femb.data import ImageFolderDataset, SyntheticFaces, split_by_identity
 from femb.evaluation import VerificationEvaluator
 from femb.headers import CosFaceHeader
 
 ORL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "orl_faces"
 TRAIN_PEOPLE = 30
-
-
-class TensorFaces(Dataset):
-    """Faces decoded once into memory; random horizontal flips for training."""
-
-    def __init__(self, images: torch.Tensor, labels: list[int], flip: bool = False):
-        self.images, self.labels, self.flip = images, labels, flip
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        image = self.images[index]
-        if self.flip and torch.rand(()) < 0.5:
-            image = image.flip(2)
-        return image, self.labels[index]
-
-
-def orl_split(root: Path) -> tuple[TensorFaces, TensorFaces]:
-    dataset = ImageFolderDataset(root)
-    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    labels = torch.tensor(dataset.labels)
-    train_rows = (labels < TRAIN_PEOPLE).nonzero().flatten()
-    test_rows = (labels >= TRAIN_PEOPLE).nonzero().flatten()
-    return (
-        TensorFaces(images[train_rows], labels[train_rows].tolist(), flip=True),
-        TensorFaces(images[test_rows], labels[test_rows].tolist()),
-    )
 
 
 def train(backbone, data, classes: int, steps: int, lr: float, seed: int, batch: int):
@@ -89,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    train_set, test_set = orl_split(ORL)
+    train_set, test_set = split_by_identity(ImageFolderDataset(ORL, cache=True), TRAIN_PEOPLE)
     evaluator = VerificationEvaluator(similarity="cos", num_pairs=800, seed=0)
     raw = evaluator.evaluate(lambda batch: batch.flatten(1), test_set).accuracy
 
@@ -117,9 +88,7 @@ def main() -> None:
             source = weights if arm == "fine-tuned" else None
             backbone = build_backbone(args.backbone, embed_dim=args.embed_dim, weights=source)
             tick = time.perf_counter()
-            train(
-                backbone, train_set, TRAIN_PEOPLE, args.finetune_steps, lr=0.05, seed=seed, batch=32
-            )
+            train(backbone, train_set, TRAIN_PEOPLE, args.finetune_steps, lr=0.05, seed=seed, batch=32)
             seconds = time.perf_counter() - tick
             backbone.eval()
             scores[arm] = (evaluator.evaluate(backbone, test_set).accuracy, seconds)

@@ -20,6 +20,7 @@ from femb.data.recordio_dataset import (
     open_training_dataset,
     pack_image_folder,
 )
+from femb.data.split import IdentitySubset, split_by_identity
 from femb.data.synthetic import SyntheticFaces, is_synthetic_spec, render_face, synthetic_from_spec
 from femb.data.transforms import (
     FACE_SIZE,
@@ -49,6 +50,7 @@ __all__ = [
     "DataFormatError",
     "ImageFolderDataset",
     "ImageLoadError",
+    "IdentitySubset",
     "IndexedRecordWriter",
     "PackSummary",
     "PairsDataset",
@@ -74,6 +76,7 @@ __all__ = [
     "pairs_from_labelled",
     "random_hflip",
     "render_face",
+    "split_by_identity",
     "synthetic_from_spec",
     "to_face_tensor",
     "to_face_uint8",

@@ -8,31 +8,15 @@ import time
 
 import pytest
 import torch
-from torch.utils.data import Dataset
 
 from femb import FaceEmbeddingModel
 from femb.backbones import build_backbone
+from femb.data import split_by_identity
 from femb.evaluation import VerificationEvaluator
 from femb.headers import CosFaceHeader
 
 TRAIN_PEOPLE = 30
 STEPS = 150
-
-
-class TensorFaces(Dataset):
-    """Faces decoded once into memory; optional random horizontal flips for training."""
-
-    def __init__(self, images: torch.Tensor, labels: list[int], flip: bool = False):
-        self.images, self.labels, self.flip = images, labels, flip
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        image = self.images[index]
-        if self.flip and torch.rand(()) < 0.5:
-            image = image.flip(2)
-        return image, self.labels[index]
 
 
 @pytest.mark.parametrize("ci", ["true", ""])
@@ -43,18 +27,8 @@ def test_missing_orl_fails_under_ci_and_skips_outside(ci, tmp_path, monkeypatch,
         orl_requirement(tmp_path)
 
 
-def split_orl(dataset):
-    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
-    labels = torch.tensor(dataset.labels)
-    train_rows = (labels < TRAIN_PEOPLE).nonzero().flatten()
-    test_rows = (labels >= TRAIN_PEOPLE).nonzero().flatten()
-    train = TensorFaces(images[train_rows], labels[train_rows].tolist(), flip=True)
-    test = TensorFaces(images[test_rows], labels[test_rows].tolist())
-    return train, test
-
-
 def test_training_beats_raw_pixels_on_unseen_orl_people(orl_dataset):
-    train, test = split_orl(orl_dataset)
+    train, test = split_by_identity(orl_dataset, TRAIN_PEOPLE)
     evaluator = VerificationEvaluator(similarity="cos", num_pairs=800, seed=0)
     raw = evaluator.evaluate(lambda batch: batch.flatten(1), test)
 
