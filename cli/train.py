@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ import typer
 from femb.headers import head_options, list_headers, parse_head_options
 from femb.training.config import TrainConfig, normalize_head_table
 from femb.training.run_dir import RunDir, RunLock, write_toml
-from femb.training.runtime import launched_world_size
+from femb.training.runtime import launched_rank, launched_world_size
 from femb_cli.errors import fail
 
 DATA, MODEL, HEAD, OPTIM, RUN = "Data", "Model", "Head", "Optimisation", "Run"
@@ -203,7 +202,7 @@ def train_command(
         if resume is not None:
             train_config, folder = load_run_config(resume)
             _apply_on_resume(train_config, options, explicit, config, head_given)
-            if int(os.environ.get("RANK", "0")) == 0:
+            if launched_rank() == 0:
                 with RunLock(folder):  # refused at once when another process owns the run
                     pass
         else:
@@ -219,13 +218,13 @@ def train_command(
             folder = folder or prepare_run_dir(train_config, overwrite=overwrite)
             raise typer.Exit(_launch(nproc_per_node, train_config, folder, resume, dashboard, overwrite))
         datasets = build_datasets(train_config)
-        if folder is None and int(os.environ.get("RANK", "0")) > 0:
+        if folder is None and launched_rank() > 0:
             folder = RunDir(Path(train_config.run_dir))  # rank 0 owns and checks the folder
         folder = folder or prepare_run_dir(train_config, overwrite=overwrite)
     except ValueError as error:
         raise fail(str(error)) from None
 
-    is_primary = int(os.environ.get("RANK", "0")) == 0
+    is_primary = launched_rank() == 0
     use_dashboard = is_primary and (sys.stdout.isatty() if dashboard is None else dashboard)
     from femb_cli.run_training import run_with_dashboard, run_with_progress
 

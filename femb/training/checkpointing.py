@@ -77,14 +77,16 @@ class TrainingState:
     epoch_scheduler: Any = None
     progress: Progress = field(default_factory=Progress)
 
-    def state_dict(self) -> dict:
+    def state_dict(self, optimizer_state: dict | None = None) -> dict:
+        """``optimizer_state``: the optimizer's state dict when the caller already has it (one
+        ``optimizer.state_dict()`` per checkpoint, not two)."""
         return {
             "step": self.progress.step,
             "epoch": self.progress.epoch,
             "total_steps": self.progress.total_steps,
             "best_accuracy": self.progress.best_accuracy,
             "last_eval": self.progress.last_eval,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict() if optimizer_state is None else optimizer_state,
             "step_scheduler": self.step_scheduler.state_dict() if self.step_scheduler else None,
             "epoch_scheduler": self.epoch_scheduler.state_dict() if self.epoch_scheduler else None,
             "scaler": self.scaler.state_dict(),
@@ -126,17 +128,16 @@ class Checkpointer:
         path = self.path(kind)
         if path is None:
             return None
-        header, head_rows = objective.head_checkpoint()
-        training = {
-            **state.state_dict(),
-            "optimizer": objective.optimizer_state_without_head(),
-            "head_rows": head_rows,
-        }
-        payload = model.checkpoint_payload(
-            training=training, config=self.config, run_name=self.run_name, include_header=False
-        )
-        payload["header"] = header  # the full head, whatever the number of processes
-        if self.is_primary:
+        header, head_rows = objective.head_checkpoint()  # a collective: every rank takes part
+        if self.is_primary:  # the only rank that writes builds the payload
+            training = {
+                **state.state_dict(optimizer_state=objective.optimizer_state_without_head()),
+                "head_rows": head_rows,
+            }
+            payload = model.checkpoint_payload(
+                training=training, config=self.config, run_name=self.run_name, include_header=False
+            )
+            payload["header"] = header  # the full head, whatever the number of processes
             ckpt.save_checkpoint(payload, path)
         if kind != "best":
             self.last_saved_step = state.progress.step

@@ -21,6 +21,8 @@ from femb.training.control import TrainingControl
 from femb.training.events import EventSink
 from femb.training.loop import FitResult, fit
 from femb.training.run_dir import RunDir, RunLock, new_run_dir
+from femb.training.runtime import launched_world_size
+from femb.training.setup import step_limits
 
 DEFAULT_STEPS = 1000
 SYNTHETIC_VAL_IDENTITIES = 100
@@ -236,11 +238,12 @@ class WarmupSchedule:
         return 1.0
 
 
-def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
-    limits = [config.steps] if config.steps else []
-    if config.epochs:
-        limits.append(config.epochs * steps_per_epoch)
-    return min(limits) if limits else DEFAULT_STEPS
+def total_steps(config: TrainConfig, num_images: int) -> int:
+    """The run's length for its learning-rate schedule, counted as the loop counts it."""
+    if not config.steps and not config.epochs:
+        return DEFAULT_STEPS
+    samples_per_rank = num_images // launched_world_size()
+    return step_limits(samples_per_rank, config.batch_size, config.steps, config.epochs)[1]
 
 
 def prepare_run_dir(config: TrainConfig, overwrite: bool = False) -> RunDir:
@@ -275,8 +278,7 @@ def train(
     torch.manual_seed(config.seed)  # the initial weights are part of the recipe: same seed, same run
     model = build_model(config, train_set.num_classes)
     optimizer = build_optimizer(config, model)
-    steps_per_epoch = max(1, len(train_set) // config.batch_size)
-    steps = total_steps(config, steps_per_epoch)
+    steps = total_steps(config, len(train_set))
     schedule = WarmupSchedule(
         config.scheduler, steps, config.warmup_steps, config.milestones, config.gamma, config.power
     )

@@ -44,6 +44,14 @@ def launched_world_size() -> int:
         raise ValueError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from None
 
 
+def launched_rank() -> int:
+    """This process's rank as the launcher set it (0 when not launched by torchrun)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        raise ValueError(f"RANK={os.environ['RANK']!r} is not an integer") from None
+
+
 @dataclass
 class Runtime:
     device: torch.device
@@ -57,11 +65,10 @@ class Runtime:
     def create(cls, device: str | torch.device = "auto", amp: str | bool | None = None) -> Runtime:
         """This process's runtime; joins (or starts) the process group when launched as several."""
         world_size = dist.get_world_size() if dist.is_initialized() else launched_world_size()
+        resolved = resolve_device(device)
         if world_size <= 1:
-            resolved = resolve_device(device)
             return cls(resolved, resolve_amp(amp, resolved))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        resolved = resolve_device(device)
         if resolved.type == "cuda":
             resolved = torch.device("cuda", local_rank)
             torch.cuda.set_device(resolved)

@@ -40,11 +40,20 @@ def build_loader(
 
 
 def limits(samples_per_rank: int, options: FitOptions) -> tuple[int, int]:
-    """(steps per epoch, total steps): whichever of max_training_steps and max_epochs comes first."""
-    steps_per_epoch = max(1, samples_per_rank // options.batch_size)
-    candidates = [options.max_training_steps] if options.max_training_steps else []
-    if options.max_epochs:
-        candidates.append(options.max_epochs * steps_per_epoch)
+    """(steps per epoch, total steps) of a fit."""
+    return step_limits(samples_per_rank, options.batch_size, options.max_training_steps, options.max_epochs)
+
+
+def step_limits(samples_per_rank: int, batch_size: int, max_steps: int, max_epochs: int) -> tuple[int, int]:
+    """(steps per epoch, total steps): whichever of ``max_steps`` and ``max_epochs`` comes first.
+
+    An epoch is one pass of *this rank's* slice of the data, so with several processes an epoch
+    has 1/W of the steps; the recipe's learning-rate schedule and the loop count alike.
+    """
+    steps_per_epoch = max(1, samples_per_rank // batch_size)
+    candidates = [max_steps] if max_steps else []
+    if max_epochs:
+        candidates.append(max_epochs * steps_per_epoch)
     return steps_per_epoch, min(candidates)
 
 
