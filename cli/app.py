@@ -18,6 +18,7 @@ from femb_cli.demo import demo_command
 from femb_cli.embed import embed_command
 from femb_cli.export import export_app
 from femb_cli.info import info_command
+from femb_cli.runs import runs_command
 from femb_cli.train import train_command, train_epilog
 from femb_cli.verify import verify_app
 
@@ -63,6 +64,7 @@ def build_app() -> typer.Typer:
     root_app.command("info")(info_command)
     root_app.command("train", epilog=train_epilog())(train_command)
     root_app.command("dashboard")(dashboard_command)
+    root_app.command("runs")(runs_command)
     root_app.command("demo")(demo_command)
     root_app.command("embed")(embed_command)
     root_app.add_typer(export_app, name="export")

@@ -1,0 +1,260 @@
+"""One line per training run: what ``femb runs`` lists, usable without the command line.
+
+A run directory (see :mod:`femb.training.run_dir`) is summarised from its ``config.toml`` (backbone,
+head) and its ``metrics.jsonl`` event log (steps, evaluations, the end reason), plus one question
+to the operating system: is a training process holding the run's lock right now?
+
+Status is one of :data:`STATUSES`:
+
+- ``running``: a process holds ``RUN/lock`` (checked first: a resumed run is running again even
+  though the file still holds the earlier end event);
+- ``completed``, ``stopped``, ``error``: the end event of the last session. ``interrupted``
+  (Ctrl-C, SIGTERM) counts as ``stopped`` and ``nonfinite`` (the loss blew up) as ``error``; the
+  raw reason stays in :attr:`RunSummary.end_reason`;
+- ``died``: no end event after the last start and no process holding the lock. The trainer writes
+  an end event on every exit it lives through, so this run was killed (``kill -9``, out of memory,
+  power loss) and, unlike a stopped run, did not save a checkpoint on its way out.
+
+Everything read is treated as outside input: a torn last line, a damaged ``config.toml`` or a field
+of the wrong type counts as missing, never as an error.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from femb.training.events import Event, read_events
+from femb.training.run_dir import RunDir
+
+STATUSES = ("running", "completed", "stopped", "error", "died")
+
+# The end event's reason, folded into the few statuses a list of runs needs.
+END_STATUS = {
+    "completed": "completed",
+    "stopped": "stopped",
+    "interrupted": "stopped",
+    "nonfinite": "error",
+    "error": "error",
+}
+
+# Columns of :func:`runs_frame`, in order.
+COLUMNS = (
+    "name",
+    "backbone",
+    "head",
+    "steps_done",
+    "steps_planned",
+    "best_accuracy",
+    "best_step",
+    "status",
+    "end_reason",
+    "started",
+    "duration_s",
+    "path",
+)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run in one record; ``started`` is Unix seconds, ``duration_s`` the time spent training."""
+
+    name: str
+    path: str
+    backbone: str | None
+    head: str | None
+    steps_done: int
+    steps_planned: int | None
+    best_accuracy: float | None
+    best_step: int | None
+    status: str
+    end_reason: str | None
+    started: float | None
+    duration_s: float | None
+
+    def as_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """A folder ``femb train`` wrote: it holds ``config.toml`` or ``metrics.jsonl``."""
+    run = RunDir(Path(path))
+    return run.config_file.is_file() or run.metrics_file.is_file()
+
+
+def is_running(path: str | os.PathLike) -> bool:
+    """Whether a training process holds the run's lock (an ``flock`` on ``RUN/lock``, see ``RunLock``).
+
+    The file alone says nothing (it stays behind after every run, with its last owner's PID, and a
+    PID can be reused), so this asks the kernel: a shared lock taken without waiting fails exactly
+    while the trainer holds its exclusive one. The probe is released at once; a trainer starting in
+    that same instant would be refused with its usual one-line error. Without ``fcntl`` (Windows,
+    where femb takes no lock) no run counts as running.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return False
+    try:
+        handle = open(RunDir(Path(path)).lock_file, "rb")  # noqa: SIM115 - closed below
+    except OSError:  # no lock file: no process ever owned the run, or it cannot be read
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def summarize_run(path: str | os.PathLike, now: float | None = None) -> RunSummary:
+    """Read one run directory into a :class:`RunSummary` (``now`` times a running session)."""
+    run = RunDir(Path(path))
+    events = read_events(run.metrics_file)
+    running = is_running(run.path)
+    starts = [event for event in events if event.get("event") == "start"]
+    config = _config(run, starts)
+    end_reason = _last_end_reason(events)
+    best_accuracy, best_step = _best_evaluation(events)
+    return RunSummary(
+        name=run.name,
+        path=str(run.path),
+        backbone=_text(config.get("backbone")),
+        head=_text(config.get("head")),
+        steps_done=_steps_done(events),
+        steps_planned=_steps_planned(starts, config),
+        best_accuracy=best_accuracy,
+        best_step=best_step,
+        status=_status(running, end_reason),
+        end_reason=end_reason,
+        started=_number(starts[0].get("time")) if starts else None,
+        duration_s=_duration(events, running, time.time() if now is None else now),
+    )
+
+
+def summarize_runs(root: str | os.PathLike, now: float | None = None) -> list[RunSummary]:
+    """Every run directly under ``root``, by name; folders that are not runs are skipped."""
+    root = Path(root)
+    folders = sorted(child for child in root.iterdir() if child.is_dir() and is_run_dir(child))
+    return [summarize_run(folder, now) for folder in folders]
+
+
+def runs_frame(summaries: Iterable[RunSummary]):
+    """A pandas DataFrame of runs, best accuracy first; runs never evaluated come last, by name."""
+    import pandas as pd
+
+    frame = pd.DataFrame([summary.as_record() for summary in summaries], columns=list(COLUMNS))
+    frame = frame.astype({"steps_done": "Int64", "steps_planned": "Int64", "best_step": "Int64"})
+    frame["best_accuracy"] = frame["best_accuracy"].astype("float64")
+    frame = frame.sort_values(["name"], kind="stable")
+    frame = frame.sort_values("best_accuracy", ascending=False, na_position="last", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _config(run: RunDir, starts: list[Event]) -> dict[str, Any]:
+    """``config.toml``, else the config of the last start event (the file may be damaged or absent)."""
+    try:
+        return run.read_config()
+    except (ValueError, OSError):
+        pass
+    config = starts[-1].get("config") if starts else None
+    return config if isinstance(config, dict) else {}
+
+
+def _steps_done(events: list[Event]) -> int:
+    """The step the run last reported: a resumed session restarts from its ``start_step``."""
+    done = 0
+    for event in events:
+        key = "start_step" if event.get("event") == "start" else "step"
+        step = _count(event.get(key))
+        if step is not None:
+            done = step
+    return done
+
+
+def _steps_planned(starts: list[Event], config: dict[str, Any]) -> int | None:
+    """The last session's ``total_steps`` (it resolves ``--epochs``), else ``steps`` from the config."""
+    for start in reversed(starts):
+        total = _count(start.get("total_steps"))
+        if total:
+            return total
+    return _count(config.get("steps")) or None
+
+
+def _best_evaluation(events: list[Event]) -> tuple[float | None, int | None]:
+    """The highest verification accuracy and the first step that reached it."""
+    best, best_step = None, None
+    for event in events:
+        if event.get("event") != "eval":
+            continue
+        accuracy = _number(event.get("accuracy"))
+        if accuracy is not None and 0.0 <= accuracy <= 1.0 and (best is None or accuracy > best):
+            best, best_step = accuracy, _count(event.get("step"))
+    return best, best_step
+
+
+def _last_end_reason(events: list[Event]) -> str | None:
+    """The end reason of the last session, or None when that session never ended."""
+    reason = None
+    for event in events:
+        if event.get("event") == "start":
+            reason = None
+        elif event.get("event") == "end":
+            reason = _text(event.get("reason")) or "error"
+    return reason
+
+
+def _status(running: bool, end_reason: str | None) -> str:
+    if running:
+        return "running"
+    if end_reason is None:
+        return "died"
+    return END_STATUS.get(end_reason, "error")
+
+
+def _duration(events: list[Event], running: bool, now: float) -> float | None:
+    """Seconds spent training: each session from its start event to its last event (to ``now``
+    for the session still running), so the gaps between a stop and a resume do not count."""
+    total, session_start, last = None, None, None
+    for event in events:
+        moment = _number(event.get("time"))
+        if moment is None:
+            continue
+        if event.get("event") == "start":
+            total = _add_session(total, session_start, last)
+            session_start = moment
+        last = moment
+    if session_start is not None and running:
+        last = max(last, now)
+    return _add_session(total, session_start, last)
+
+
+def _add_session(total: float | None, start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return total
+    return (total or 0.0) + max(0.0, end - start)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number >= 0 and number.is_integer() else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
