@@ -23,13 +23,29 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[DEBUG_ENV] = "1"
     try:
         app(args=args, prog_name="femb")
-    except SystemExit:
-        raise
+    except SystemExit as done:
+        _leave(done.code)
     except Exception as error:  # noqa: BLE001 - the one place that turns them into a line
         if debug_enabled():
             raise  # the full traceback: a library bug is never hidden behind a one-line message
-        sys.exit(report_uncaught(error))
-    sys.exit(0)
+        _leave(report_uncaught(error))
+    _leave(0)
+
+
+def _leave(code) -> None:
+    """Exit with ``code``; a worker started by torchrun's agent skips the interpreter's teardown.
+
+    By then the worker has written and closed every file and passed the last barrier; what is
+    left is torch.distributed's and the loaders' destructors, which can wait on a peer that has
+    already gone. The agent waits for each worker's exit, so such a wait hung the whole run.
+    """
+    if os.environ.get("TORCHELASTIC_RUN_ID") is not None:
+        if isinstance(code, str):
+            print(code, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+    sys.exit(code)
 
 
 __all__ = ["app", "main"]

@@ -10,6 +10,7 @@ what a checkpoint holds :mod:`femb.training.checkpointing`'s, and what ``fit`` t
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,9 +222,7 @@ class Trainer:
         finally:
             restore_signals()
             self._finish(reason, message)
-        # Every rank leaves together: one that exits first would cut a peer's last collective.
-        self.runtime.barrier()
-        self.runtime.shutdown()
+        self._leave_together()
         progress = self.progress
         run_path = self.run_dir.path if self.run_dir else None
         return FitResult(
@@ -235,6 +234,19 @@ class Trainer:
             run_path,
             self.history,
         )
+
+    def _leave_together(self) -> None:
+        """Every rank leaves together: one that exits first would cut a peer's last collective.
+
+        DDP holds the process group too; freed after ``destroy_process_group`` (when the Trainer
+        goes), gloo's teardown then waited on a peer that had already exited: a worker hung at
+        exit now and then. Dropping it first lets the group go while every rank is still here.
+        """
+        if self.backbone is not self.model.backbone:
+            self.backbone = self.model.backbone
+            gc.collect()  # DDP's hooks form reference cycles
+        self.runtime.barrier()
+        self.runtime.shutdown()
 
     def _loop(self) -> tuple[str, str]:
         progress, options = self.progress, self.options

@@ -18,14 +18,32 @@ from femb.training.run_dir import read_toml
 
 # On top of the shared tiny command: a head with a regulariser that must be added once, not per rank.
 EXTRA = ["--no-dashboard", "--warmup-steps", "2", "--head", "magface"]
-ENV = {**os.environ, "FEMB_COLLECTIVE_TIMEOUT_S": "30", "OMP_NUM_THREADS": "1"}
+# PYTHONFAULTHANDLER: a process that hangs past its timeout is sent SIGABRT and prints where.
+ENV = {**os.environ, "FEMB_COLLECTIVE_TIMEOUT_S": "30", "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+
+
+def run_bounded(command: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``command``; past ``timeout`` fail with the Python stack of every process of its tree."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for pid in [*_descendants(process.pid), process.pid]:
+            try:
+                os.kill(pid, signal.SIGABRT)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+        process.kill()
+        stdout, stderr = process.communicate()
+        pytest.fail(f"hung past {timeout} s: {' '.join(command)}\n{stdout[-3000:]}\n{stderr[-12000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.fixture
 def femb(tiny_train_command):
     def run(*args, timeout=180):
-        command = [*tiny_train_command, *EXTRA, *map(str, args)]
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=ENV)
+        return run_bounded([*tiny_train_command, *EXTRA, *map(str, args)], timeout)
 
     return run
 
@@ -73,18 +91,37 @@ def test_one_process_run_resumes_on_two(tmp_path, femb):
     assert torch.isfinite(checkpoint["header"]["state_dict"]["weight"]).all()
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), None)
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root``, deepest first (empty where there is no /proc)."""
+    if not Path("/proc").is_dir():
+        return []
+    parents = {int(e.name): _parent_of(int(e.name)) for e in Path("/proc").iterdir() if e.name.isdigit()}
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found = children + found
+        frontier = children
+    return found
+
+
 def _children_with_rank(parent: int, rank: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or _parent_of(int(entry.name)) != parent:
             continue
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
         except OSError:
             continue
-        ppid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")), None)
-        if ppid == parent and f"RANK={rank}".encode() in environ:
+        if f"RANK={rank}".encode() in environ:
             found.append(int(entry.name))
     return found
 
