@@ -50,17 +50,11 @@ def pack_command(
     ] = 95,
 ) -> None:
     """Write IMAGE_FOLDER as an InsightFace RecordIO training set in OUT_DIR (readable by femb and mxnet)."""
-    from rich.progress import Progress
-
     from femb.data import pack_image_folder
+    from femb_cli.progress import progress_bar
 
-    with _data_errors(), _warnings_as_lines(), Progress(transient=True) as progress:
-        task = progress.add_task("packing", total=None)
-
-        def advance(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        summary = pack_image_folder(image_folder, out_dir, quality=quality, on_image=advance)
+    with _data_errors(), _warnings_as_lines(), progress_bar("packing") as update:
+        summary = pack_image_folder(image_folder, out_dir, quality=quality, on_image=update)
     typer.echo(f"packed {summary.images} images of {summary.identities} identities into {out_dir}")
     if summary.skipped:
         typer.echo(f"skipped {summary.skipped} unreadable images; first: {summary.first_bad}", err=True)

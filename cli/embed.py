@@ -115,17 +115,14 @@ def embed_paths(embedder, paths: list[Path], batch_size: int, flip: bool):
     """Raw embeddings of the readable images, batched, with a progress bar; the unreadable ones listed."""
     import numpy as np
     import torch
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from femb.data.transforms import load_image, to_face_tensor
+    from femb_cli.progress import progress_bar
 
     kept: list[Path] = []
     chunks: list[np.ndarray] = []
     skipped: list[tuple[Path, str]] = []
-    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("embed", total=len(paths))
+    with progress_bar("embedding") as update:
         for start in range(0, len(paths), batch_size):
             faces, names = [], []
             for path in paths[start : start + batch_size]:
@@ -137,7 +134,7 @@ def embed_paths(embedder, paths: list[Path], batch_size: int, flip: bool):
             if faces:
                 chunks.append(embedder.embed(torch.stack(faces), flip=flip))
                 kept.extend(names)
-            progress.advance(task, len(paths[start : start + batch_size]))
+            update(min(start + batch_size, len(paths)), len(paths))
     vectors = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
     return kept, vectors, skipped
 

@@ -10,6 +10,7 @@ import typer
 
 from femb.errors import one_line
 from femb_cli.errors import fail
+from femb_cli.progress import progress_bar
 
 export_app = typer.Typer(
     help="Export a trained backbone (the header is stripped) for inference.",
@@ -96,17 +97,19 @@ def onnx_command(
         export_source, output = _checkpoint_source(source, output)
         run_name = None
     try:
-        report = export_onnx(
-            export_source,
-            output,
-            fp16=fp16,
-            normalize_in_graph=normalize_in_graph,
-            opset=opset,
-            parity_bound=min_cosine,
-            exporter=exporter,
-            metadata=extras,
-            run_name=run_name,
-        )
+        with progress_bar("exporting", unit="stages") as update:
+            report = export_onnx(
+                export_source,
+                output,
+                fp16=fp16,
+                normalize_in_graph=normalize_in_graph,
+                opset=opset,
+                parity_bound=min_cosine,
+                exporter=exporter,
+                metadata=extras,
+                run_name=run_name,
+                on_stage=update,
+            )
     except ParityError as error:
         _print_parity(error.report)
         raise fail(str(error), code=1) from None

@@ -1,14 +1,16 @@
-"""Plain progress lines for a terminal-less run (CI logs, pipes, `--no-dashboard`)."""
+"""Progress for people: plain lines of a training run without the dashboard, and a bar (or plain
+lines off a terminal) for every other long piece of work: export, verification, embedding."""
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import TextIO
 
 import typer
 
 from femb.training.events import Event
-from femb_cli.dashboard.state import format_duration
+from femb_cli.dashboard.state import format_duration, progress_text
 
 
 class ProgressPrinter:
@@ -22,6 +24,17 @@ class ProgressPrinter:
 
     def _echo(self, line: str, err: bool = False) -> None:
         typer.echo(line, file=self.stream, err=err)
+
+    def _progress(self, event: Event) -> None:
+        """The final evaluation and the projector are announced; any long one reports as it goes."""
+        now = time.monotonic()
+        if event.get("done") == 0:
+            self._last_print = now  # a periodic evaluation shorter than interval_s prints nothing
+            if event.get("final"):
+                self._echo(progress_text(event))
+        elif now - self._last_print >= self.interval_s:
+            self._last_print = now
+            self._echo(progress_text(event))
 
     def __call__(self, event: Event) -> None:
         kind = event["event"]
@@ -46,6 +59,8 @@ class ProgressPrinter:
                 f"verify @ {event['step']}: accuracy {event['accuracy']:.4f} ± {event['accuracy_std']:.4f}  "
                 f"EER {event['eer']:.4f}  AUC {event['auc']:.4f}{best}"
             )
+        elif kind == "progress":
+            self._progress(event)
         elif kind == "checkpoint":
             self._echo(f"checkpoint ({event['kind']}) @ {event['step']}: {event['path']}")
         elif kind == "log" and event["level"] != "info":
@@ -54,3 +69,62 @@ class ProgressPrinter:
             self._echo(f"{event['reason']} at step {event['step']}: {event['message']}")
             if event.get("resume_command"):
                 self._echo(f"resume with: {event['resume_command']}")
+
+
+@contextmanager
+def progress_bar(label: str, unit: str = "images", interval_s: float = 5.0, stream: TextIO | None = None):
+    """Follow a long piece of work: yields ``update(done, total=None, detail=None)``.
+
+    In a terminal (stderr), a transient rich bar. Otherwise (pipes, CI logs) a plain line on
+    stderr at most every ``interval_s``, and a closing one if any was printed: a short job stays
+    quiet, a long one is never silent.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True, file=stream)
+    if console.is_terminal:
+        with _rich_bar(console, label, unit) as update:
+            yield update
+        return
+    plain = _PlainProgress(label, unit, interval_s, stream)
+    yield plain.update
+    plain.finish()
+
+
+@contextmanager
+def _rich_bar(console, label: str, unit: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit))
+    with Progress(*columns, TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int | None = None, detail: str | None = None) -> None:
+            description = f"{label}: {detail}" if detail else label
+            bar.update(task, completed=done, total=total, description=description)
+
+        yield update
+
+
+class _PlainProgress:
+    def __init__(self, label: str, unit: str, interval_s: float, stream: TextIO | None):
+        self.label, self.unit, self.interval_s, self.stream = label, unit, interval_s, stream
+        self.started = self._last = time.monotonic()
+        self.done, self.total, self.detail, self.printed = 0, None, None, False
+
+    def update(self, done: int, total: int | None = None, detail: str | None = None) -> None:
+        self.done, self.total, self.detail = done, total if total is not None else self.total, detail
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            self._line()
+
+    def finish(self) -> None:
+        if self.printed:
+            self._line(f" in {format_duration(time.monotonic() - self.started)}")
+
+    def _line(self, tail: str = "") -> None:
+        count = f"{self.done:,}/{self.total:,}" if self.total is not None else f"{self.done:,}"
+        detail = f" ({self.detail})" if self.detail else ""
+        typer.echo(f"{self.label}: {count} {self.unit}{detail}{tail}", file=self.stream, err=True)
+        self.printed = True

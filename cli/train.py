@@ -117,7 +117,7 @@ def train_command(
     ] = DEFAULTS.skip_nonfinite,
     eval_every: Annotated[
         int,
-        typer.Option(help="Verify every N steps (and at the end; 0: only at the end).", rich_help_panel=RUN),
+        typer.Option(help="Verify every N steps and at the end (0: never).", rich_help_panel=RUN),
     ] = DEFAULTS.eval_every,
     checkpoint_every: Annotated[
         int, typer.Option(help="Write checkpoints/last.pt every N steps.", rich_help_panel=RUN)

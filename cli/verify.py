@@ -17,6 +17,7 @@ import typer
 from femb.errors import one_line
 from femb_cli import thresholds
 from femb_cli.errors import fail
+from femb_cli.progress import progress_bar
 
 verify_app = typer.Typer(
     help="Verify a model on face pairs (10-fold accuracy, EER, AUC, TAR@FAR).",
@@ -242,7 +243,10 @@ def pairs_command(
     started = time.perf_counter()
     try:
         pairs = evaluator.pairs_for(dataset)
-        embeddings, norms = evaluator.embed(timer, pairs.images, batch_size, return_norms=True)
+        with progress_bar("embedding the pairs' images") as update:
+            embeddings, norms = evaluator.embed(
+                timer, pairs.images, batch_size, return_norms=True, on_batch=update
+            )
         result = evaluator.evaluate_embeddings(embeddings, pairs.pairs, pairs.issame, normalized=True)
     except (
         ValueError,

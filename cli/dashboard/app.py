@@ -36,7 +36,7 @@ from femb.training.control import TrainingControl
 from femb.training.events import Event, EventFollower, EventSink
 from femb_cli.dashboard.feed import EventFeed
 from femb_cli.dashboard.screens import CANCEL, DETACH, STOP, ConfirmStopScreen
-from femb_cli.dashboard.state import RunState, as_count, as_text, fmt, one_line_summary
+from femb_cli.dashboard.state import RunState, as_count, as_text, fmt, one_line_summary, progress_text
 from femb_cli.dashboard.steering import InProcessSteering, RunDirSteering, Steering
 from femb_cli.dashboard.widgets import AccuracyPlot, ConfigPanel, LossPlot, MetricsPanel, RunLog, StatusBar
 
@@ -260,6 +260,8 @@ class DashboardApp(App[None]):
             return [(f"{prefix}{as_text(event.get('message'), 1000) or ''}", level)]
         if kind == "pause":
             return [(f"{'paused' if event.get('paused') is True else 'resumed'} at step {at}", "warning")]
+        if kind == "progress" and event.get("final") is True and as_count(event.get("done")) == 0:
+            return [(progress_text(event), "action")]  # the last long pieces are announced
         if kind == "end":
             reason = as_text(event.get("reason"), 40) or "ended"
             lines = [

@@ -111,6 +111,7 @@ class RunState:
     last_eval: dict[str, Any] | None = None
     best_eval: dict[str, Any] | None = None
     paused: bool = False
+    activity: str | None = None  # a long piece of work between steps: "final evaluation 120/360"
     started: bool = False
     ended: bool = False
     end: dict[str, Any] | None = None
@@ -165,7 +166,7 @@ class RunState:
         step = as_count(event.get("step", self.step))
         if step is None:
             raise ValueError(f"step {_short(event.get('step'))} is not a step number")
-        self.step = step
+        self.step, self.activity = step, None
         epoch = as_count(event.get("epoch", self.epoch))
         self.epoch = self.epoch if epoch is None else epoch
         self.lr = _number(event.get("lr"))
@@ -190,7 +191,7 @@ class RunState:
         step = as_count(event.get("step"))
         clean = {key: _number(event.get(key)) for key in EVAL_NUMBERS}
         clean.update(step=step, is_best=event.get("is_best") is True)
-        self.last_eval = clean
+        self.last_eval, self.activity = clean, None
         self.step = max(self.step, step or 0)
         accuracy = clean["accuracy"]
         if accuracy is not None and 0.0 <= accuracy <= 1.0:
@@ -202,8 +203,13 @@ class RunState:
     def _on_pause(self, event: Event) -> None:
         self.paused = event.get("paused") is True
 
+    def _on_progress(self, event: Event) -> None:
+        done, total = as_count(event.get("done")), as_count(event.get("total"))
+        finished = done is not None and total is not None and done >= total
+        self.activity = None if finished else progress_text(event)
+
     def _on_end(self, event: Event) -> None:
-        self.ended, self.paused = True, False
+        self.ended, self.paused, self.activity = True, False, None
         self.end = {
             "step": as_count(event.get("step")),
             "reason": as_text(event.get("reason"), 40),
@@ -252,11 +258,29 @@ def integer_ticks(low: float, high: float, count: int = 5) -> list[int]:
     return list(range(first, high + 1, spacing)) or [low]
 
 
+TASK_NAMES = {"evaluation": "evaluation", "projector": "TensorBoard projector"}
+
+
+def progress_text(event: Event) -> str:
+    """``final evaluation at step 200: 120/360 images`` from a ``progress`` event (checked fields)."""
+    task = as_text(event.get("task"), 40) or "work"
+    name = TASK_NAMES.get(task, task)
+    if task == "evaluation" and event.get("final") is True:
+        name = "final evaluation"
+    step, done, total = as_count(event.get("step")), as_count(event.get("done")), as_count(event.get("total"))
+    where = "" if step is None else f" at step {step:,}"
+    if total is None:
+        return f"{name}{where}: started"
+    return f"{name}{where}: {done or 0:,}/{total:,} images"
+
+
 def status_word(state: RunState) -> str:
     if state.ended:
         return as_text((state.end or {}).get("reason")) or "ended"
     if state.paused:
         return "paused"
+    if state.activity:
+        return state.activity
     return "running" if state.started else "waiting"
 
 

@@ -259,7 +259,8 @@ class StatusBar(Horizontal):
         if not state.ended:
             parts.append(f"ETA {format_duration(state.eta_s)}")
         word = status_word(state)
-        colour = {"running": "green", "paused": "yellow", "completed": "green"}.get(word, "red")
+        busy = "cyan" if word == state.activity else "red"
+        colour = {"running": "green", "paused": "yellow", "completed": "green"}.get(word, busy)
         text = Text(" · ".join(parts) + " · ")
         text.append(word, style=f"bold {colour}")
         if note:

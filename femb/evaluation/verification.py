@@ -135,12 +135,18 @@ class VerificationEvaluator:
 
     @torch.no_grad()
     def embed(
-        self, embed_fn: EmbedFn, images: Dataset, batch_size: int | None = None, return_norms: bool = False
+        self,
+        embed_fn: EmbedFn,
+        images: Dataset,
+        batch_size: int | None = None,
+        return_norms: bool = False,
+        on_batch: Callable[[int, int], None] | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Flip-summed, L2-normalised embeddings of every image of ``images``, as float32 ``[N, D]``.
 
         ``return_norms``: also the raw norm of each image's own (unflipped) embedding, MagFace's
         quality score, as ``femb embed`` writes it in its ``norm`` column.
+        ``on_batch(done, total)``: called after each batch with the images embedded so far.
         """
         loader = DataLoader(
             images,
@@ -149,23 +155,30 @@ class VerificationEvaluator:
             num_workers=self.num_workers,
             collate_fn=_collate_images,
         )
-        chunks, norms = [], []
+        chunks, norms, done = [], [], 0
         for batch in loader:
             embedding = _to_numpy(embed_fn(batch), len(batch))
             norms.append(np.linalg.norm(embedding, axis=1))
             if self.flip:
                 embedding = embedding + _to_numpy(embed_fn(hflip(batch)), len(batch))
             chunks.append(embedding)
+            done += len(batch)
+            if on_batch is not None:
+                on_batch(done, len(images))
         if not chunks:
             raise ValueError("the verification set holds no images")
         embeddings = l2_normalize(np.concatenate(chunks))
         return (embeddings, np.concatenate(norms)) if return_norms else embeddings
 
     def evaluate(
-        self, embed_fn: EmbedFn, dataset: Dataset, batch_size: int | None = None
+        self,
+        embed_fn: EmbedFn,
+        dataset: Dataset,
+        batch_size: int | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
     ) -> VerificationResult:
         pairs = self.pairs_for(dataset)
-        embeddings = self.embed(embed_fn, pairs.images, batch_size)
+        embeddings = self.embed(embed_fn, pairs.images, batch_size, on_batch=on_batch)
         return self.evaluate_embeddings(embeddings, pairs.pairs, pairs.issame, normalized=True)
 
     def evaluate_embeddings(

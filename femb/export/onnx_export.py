@@ -30,6 +30,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,7 @@ def export_onnx(
     exporter: str = "torchscript",
     metadata: dict[str, Any] | None = None,
     run_name: str | None = None,
+    on_stage: Callable[[int, int, str], None] | None = None,
 ) -> ExportReport:
     """Export the backbone of ``source`` to ``output`` and check it.
 
@@ -186,7 +188,8 @@ def export_onnx(
     ``output``: the ``.onnx`` path [default: ``exports/<run-name>.onnx``].
     ``parity_bound``: the smallest acceptable cosine between ONNX and PyTorch embeddings
     [default 0.9999; 0.999 with ``fp16``]. ``metadata``: extra properties (values that are not
-    strings are stored as JSON).
+    strings are stored as JSON). ``on_stage(done, total, name)``: called as each stage starts
+    (export, checker, one parity batch each), for a progress display.
 
     Raises :class:`~femb.checkpoint.CheckpointError` for an unreadable source,
     :class:`ExportError` when export or ``onnx.checker`` fails, :class:`ParityError` when the
@@ -215,8 +218,11 @@ def export_onnx(
     graph = _ExportGraph(graph_backbone, fp16=fp16, normalize_in_graph=normalize_in_graph).eval()
     dummy = _dummy_input(2, normalize_in_graph)
 
+    stages = 2 + len(parity_batches)
+    stage = on_stage or (lambda done, total, name: None)
     notes: list[str] = []
     used = "dynamo" if exporter == "dynamo" else "torchscript"
+    stage(0, stages, f"{used} export")
     try:
         model = _export(graph, dummy, used, int(opset))
     except Exception as error:  # noqa: BLE001 - any exporter failure is reported the same way
@@ -250,6 +256,7 @@ def export_onnx(
     )
     set_metadata(model, meta)
     model.doc_string = f"femb {src.name} face-embedding backbone ({embed_dim}-d); header stripped"
+    stage(1, stages, "onnx.checker")
     _check(model, src.name)
     data = model.SerializeToString()
 
@@ -270,7 +277,12 @@ def export_onnx(
         source=src.path,
         notes=notes,
     )
-    report.parity = check_parity(data, reference, parity_batches, normalize_in_graph)
+
+    def parity_stage(index: int, batch: int) -> None:
+        stage(2 + index, stages, f"parity, batch of {batch}")
+
+    report.parity = check_parity(data, reference, parity_batches, normalize_in_graph, parity_stage)
+    stage(stages, stages, "parity done")
     report.export_seconds = time.perf_counter() - started
     if not report.parity_ok:
         raise ParityError(
@@ -288,16 +300,20 @@ def check_parity(
     backbone: nn.Module,
     batch_sizes: tuple[int, ...] = DEFAULT_PARITY_BATCHES,
     normalize_in_graph: bool | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> list[ParityResult]:
     """Run onnxruntime (CPU) and the fp32 PyTorch ``backbone`` on the same face batches and compare.
 
     ``model``: serialized ONNX bytes or a path. ``normalize_in_graph``: whether the graph takes
     raw pixels and normalises them itself [default: read from the model's input type and metadata].
+    ``on_batch(index, batch_size)``: called as each batch starts.
     """
     session = onnx_session(model)
     backbone = backbone.cpu().float().eval()
     results = []
-    for batch_size in batch_sizes:
+    for index, batch_size in enumerate(batch_sizes):
+        if on_batch is not None:
+            on_batch(index, int(batch_size))
         faces = face_batch(int(batch_size))
         with torch.no_grad():
             expected = backbone(normalize(faces)).float().numpy()

@@ -11,6 +11,8 @@ Every event has ``event`` (its kind) and ``time`` (Unix seconds). Kinds and thei
 - ``checkpoint``: step, path, kind ("last" | "best" | "manual" | "stop")
 - ``log``: level ("info" | "warning" | "error"), message
 - ``pause``: paused (bool), step
+- ``progress``: task ("evaluation" | "projector"), step, done, total, final (bool): a long piece
+  of work between steps, announced at 0, then at most about once a second, then at ``total``
 - ``end``: step, reason ("completed" | "stopped" | "interrupted" | "nonfinite" | "error"),
   message, resume_command (or None)
 
@@ -30,7 +32,7 @@ from typing import Any
 Event = dict[str, Any]
 EventSink = Callable[[Event], None]
 
-EVENT_KINDS = ("start", "step", "eval", "checkpoint", "log", "pause", "end")
+EVENT_KINDS = ("start", "step", "eval", "checkpoint", "log", "pause", "progress", "end")
 
 
 def make_event(kind: str, /, **fields: Any) -> Event:

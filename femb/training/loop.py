@@ -33,6 +33,7 @@ from femb.training.setup import (
     claim_run_dir,
     limits,
     recipe_description,
+    wants_projector,
 )
 from femb.training.validation import Validation
 
@@ -101,9 +102,8 @@ class Trainer:
             self.checkpointer = Checkpointer(self.run_dir, self.config, self.run_name, runtime.is_primary)
             if self.run_dir is not None and self.control.control_dir is None and runtime.is_primary:
                 self.control.control_dir = self.run_dir.control
-            self.sinks, self._closers = build_sinks(
-                self.run_dir, options, runtime, self.validation.projector_sample
-            )
+            self.sinks, self._closers = build_sinks(self.run_dir, options, runtime, lambda: self._projected)
+            self._wants_projector = wants_projector(self.run_dir, options, runtime)
         except BaseException:
             if self.lock is not None:
                 self.lock.release()
@@ -113,6 +113,7 @@ class Trainer:
         self.log_every = options.log_every or (1 if self.device.type == "cpu" else 10)
         self.meter = ThroughputMeter(0)
         self._evaluated_at: int | None = None
+        self._projected = None  # the projector's sample, made before the end event
 
     @property
     def progress(self) -> checkpointing.Progress:
@@ -132,15 +133,21 @@ class Trainer:
         self.emit("log", level=level, message=message)
 
     def save(self, kind: str) -> Path | None:
-        path = self.checkpointer.save(kind, self.model, self.state, self.objective)
+        with self.meter.excluded():
+            path = self.checkpointer.save(kind, self.model, self.state, self.objective)
         if path is not None:
             self.emit("checkpoint", step=self.step, path=str(path), kind=kind)
         return path
 
-    def evaluate(self) -> dict | None:
+    def evaluate(self, final: bool = False) -> dict | None:
         if not self.validation.enabled:
             return None
-        metrics, is_best = self.validation.run(self.progress)
+        with self.meter.excluded():
+            return self._evaluate(final)
+
+    def _evaluate(self, final: bool) -> dict | None:
+        on_batch = reporting.TaskProgress(self.emit, "evaluation", self.step, final=final)
+        metrics, is_best = self.validation.run(self.progress, on_batch)
         self._evaluated_at = self.step  # on every rank (only rank 0 holds the metrics)
         if metrics is not None:
             self.history.append({"event": "eval", **self.progress.last_eval})
@@ -271,7 +278,7 @@ class Trainer:
                 self.state.epoch_scheduler.step()
         progress.epoch = self.step // self.steps_per_epoch
         if self.validation.enabled and self._evaluated_at != self.step:
-            self.evaluate()
+            self.evaluate(final=True)
         if self.checkpointer.last_saved_step != self.step:
             self.save("last")
         return "completed", f"finished {self.step} steps"
@@ -316,11 +323,11 @@ class Trainer:
         stop, paused = self._agree_on_requests()
         if paused and not stop:
             self.emit("pause", paused=True, step=self.step)
-            while paused and not stop:
-                time.sleep(0.05)
-                stop, paused = self._agree_on_requests()
+            with self.meter.excluded():  # the pause is not training time
+                while paused and not stop:
+                    time.sleep(0.05)
+                    stop, paused = self._agree_on_requests()
             self.emit("pause", paused=False, step=self.step)
-            self.meter.restart(self.step)  # the pause is not training time
         if stop:
             self.control.request_stop(self.control.stop_reason or "stopped")
         return stop
@@ -351,6 +358,9 @@ class Trainer:
         try:
             if self.run_dir is not None and reason == "completed" and self.runtime.is_primary:
                 self.model.save(self.run_dir.final_backbone, include_header=False)
+            if self._wants_projector and reason == "completed":
+                on_batch = reporting.TaskProgress(self.emit, "projector", self.step, final=True)
+                self._projected = self.validation.projector_sample(on_batch=on_batch)
             if reason == "nonfinite":
                 self.log(message, "error")
             self.emit("end", **reporting.end_fields(self, reason, message))

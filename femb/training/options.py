@@ -49,7 +49,7 @@ class FitOptions:
     lr_global_step_scheduler: Any = None
     evaluator: Any = None
     val_dataset: Any = None
-    evaluation_steps: int = 0
+    evaluation_steps: int = 0  # with an evaluator: every N steps and at the end; 0: only at the end
     max_training_steps: int = 0
     max_epochs: int = 0
     tensorboard: bool = False

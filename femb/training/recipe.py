@@ -286,6 +286,8 @@ def train(
     run_dir = run_dir or prepare_run_dir(config, overwrite=overwrite)
     if not resume:
         config.run_dir = str(run_dir.path)
+    if not config.eval_every:
+        val_set = None  # eval_every 0: no evaluation at all, not even at the end
     evaluator = (
         VerificationEvaluator(similarity="cos", num_pairs=config.val_pairs, seed=config.seed)
         if val_set is not None

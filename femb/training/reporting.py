@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 
@@ -55,3 +57,27 @@ def end_fields(trainer, reason: str, message: str) -> dict:
         else None,
         "best_accuracy": trainer.progress.best_accuracy,
     }
+
+
+class TaskProgress:
+    """``progress`` events of one long piece of work between steps (an evaluation, the projector).
+
+    Announced at once (done 0), then at most every ``interval_s`` and when done reaches total, so
+    a minutes-long final evaluation on a big backbone is never silent and the log stays short.
+    Called as ``on_batch(done, total)``.
+    """
+
+    def __init__(self, emit, task: str, step: int, final: bool = False, interval_s: float = 1.0):
+        self.emit, self.task, self.step, self.final = emit, task, step, final
+        self.interval_s = interval_s
+        self._last = time.monotonic()
+        self._send(0, None)
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - self._last >= self.interval_s:
+            self._last = now
+            self._send(done, total)
+
+    def _send(self, done: int, total: int | None) -> None:
+        self.emit("progress", task=self.task, step=self.step, done=done, total=total, final=self.final)

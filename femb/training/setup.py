@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from torch.utils.data import DataLoader
@@ -94,6 +95,12 @@ def claim_run_dir(
     return run_dir, lock, notes
 
 
+def wants_projector(run_dir: RunDir | None, options: FitOptions, runtime: Runtime) -> bool:
+    """Whether the run's TensorBoard gets the embedding projector of validation images at the end."""
+    primary_run = runtime.is_primary and run_dir is not None
+    return primary_run and options.tensorboard and options.val_dataset is not None
+
+
 def build_sinks(
     run_dir: RunDir | None, options: FitOptions, runtime: Runtime, projector
 ) -> tuple[list[EventSink], list]:
@@ -110,7 +117,7 @@ def build_sinks(
             from femb.training.sinks.tensorboard import TensorBoardSink
 
             board = TensorBoardSink(
-                run_dir.tensorboard, projector if options.val_dataset is not None else None
+                run_dir.tensorboard, projector if wants_projector(run_dir, options, runtime) else None
             )
             sinks.append(board)
             closers.append(board.close)
@@ -120,22 +127,38 @@ def build_sinks(
 
 
 class ThroughputMeter:
-    """Images per second over real images (a ragged last batch counts what it holds), all ranks."""
+    """Images per second over real images (a ragged last batch counts what it holds), all ranks.
+
+    Time spent in :meth:`excluded` (evaluations, checkpoints, pauses) is not training time: it
+    counts in neither the rate nor the ETA.
+    """
 
     def __init__(self, step: int):
         self.smoothed: float | None = None
+        self._depth = 0
         self.restart(step)
 
     def restart(self, step: int) -> None:
-        self.tick, self.step_at_tick, self.images = time.perf_counter(), step, 0
+        self.tick, self.step_at_tick, self.images, self.excluded_s = time.perf_counter(), step, 0, 0.0
 
     def count(self, images: int) -> None:
         self.images += images
 
+    @contextmanager
+    def excluded(self):
+        self._depth += 1  # a best checkpoint inside an evaluation is not taken off twice
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self.excluded_s += time.perf_counter() - started
+
     def read(self, step: int, runtime: Runtime) -> tuple[float, float]:
         """(global images per second since the last read, smoothed steps per second)."""
         now = time.perf_counter()
-        elapsed = max(now - self.tick, 1e-9)
+        elapsed = max(now - self.tick - self.excluded_s, 1e-9)
         images = runtime.sum(self.images)
         steps_rate = (step - self.step_at_tick) / elapsed
         self.smoothed = steps_rate if self.smoothed is None else 0.7 * self.smoothed + 0.3 * steps_rate

@@ -3,6 +3,8 @@ and the few validation embeddings the TensorBoard projector shows at the end."""
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from femb.training.checkpointing import Progress
@@ -27,14 +29,20 @@ class Validation:
         with self.runtime.autocast():
             return self.model.backbone(images.to(self.runtime.device, non_blocking=True)).float()
 
-    def run(self, progress: Progress) -> tuple[dict | None, bool]:
-        """(metrics on rank 0 — None elsewhere, whether they are the best so far — on every rank)."""
+    def run(self, progress: Progress, on_batch=None) -> tuple[dict | None, bool]:
+        """(metrics on rank 0 — None elsewhere, whether they are the best so far — on every rank).
+
+        ``on_batch(done, total)`` follows the embedding, where the evaluator takes it (a user's
+        own evaluator need not).
+        """
         metrics, is_best = None, False
         if self.runtime.is_primary:
             backbone = self.model.backbone
             backbone.eval()
+            evaluate = self.evaluator.evaluate
+            extra = {"on_batch": on_batch} if on_batch and _accepts(evaluate, "on_batch") else {}
             try:
-                result = self.evaluator.evaluate(self.embed, self.dataset, batch_size=self.batch_size)
+                result = evaluate(self.embed, self.dataset, batch_size=self.batch_size, **extra)
             finally:
                 backbone.train()
             metrics = result.to_dict()
@@ -44,10 +52,11 @@ class Validation:
             progress.last_eval = {**metrics, "step": progress.step}
         return metrics, self.runtime.any_rank(is_best)
 
-    def projector_sample(self, limit: int = 256):
+    def projector_sample(self, limit: int = 256, on_batch=None):
         """(embeddings, labels or None, images) of the first ``limit`` validation images.
 
         A pairs set (a .bin) has unique images without identities; a labelled set has both.
+        ``on_batch(done, total)`` follows the embedding.
         """
         source = getattr(self.dataset, "images", self.dataset)
         items = [source[i] for i in range(min(limit, len(source)))]
@@ -57,8 +66,20 @@ class Validation:
         images = torch.stack([item[0] if labelled else item for item in items])
         labels = [item[1] for item in items] if labelled else None
         self.model.backbone.eval()
+        chunks = []
         try:
-            embeddings = torch.cat([self.embed(chunk).cpu() for chunk in images.split(self.batch_size)])
+            for chunk in images.split(self.batch_size):
+                chunks.append(self.embed(chunk).cpu())
+                if on_batch is not None:
+                    on_batch(min(len(chunks) * self.batch_size, len(images)), len(images))
+            embeddings = torch.cat(chunks)
         finally:
             self.model.backbone.train()
         return embeddings, labels, images
+
+
+def _accepts(function, name: str) -> bool:
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False

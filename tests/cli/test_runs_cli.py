@@ -42,9 +42,9 @@ def _with_reason(line, reason):
 
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory):
-    """done: 4/4 evaluated at 2 and 4; short: 2/2 evaluated at its end; cut, interrupted, blown, noeval:
-    copies of done (killed after step 3 mid-write, ended by Ctrl-C, ended by a NaN loss, its
-    evaluations removed: `femb train` always evaluates at the end); notes: not a run."""
+    """done: 4/4 evaluated at 2 and 4; short: 2/2 never evaluated (--eval-every 0); cut,
+    interrupted, blown, noeval: copies of done (killed after step 3 mid-write, ended by Ctrl-C,
+    ended by a NaN loss, its evaluations removed); notes: not a run."""
     root = tmp_path_factory.mktemp("runs")
     _train(root / "done", "--steps", 4, "--eval-every", 2)
     _train(root / "short", "--steps", 2, "--eval-every", 0)
@@ -85,8 +85,7 @@ def test_the_table_lists_every_run_with_its_steps_best_accuracy_and_status(runs_
     assert set(rows) == {"done", "short", "cut", "interrupted", "blown", "noeval"}  # notes/ is not a run
     best, at = _best_eval(runs_root / "done")
     assert rows["done"][1:7] == ["iresnet_tiny", "arcface", "4/4", f"{best:.4f}", str(at), "completed"]
-    short_best, short_at = _best_eval(runs_root / "short")
-    assert rows["short"][3:7] == ["2/2", f"{short_best:.4f}", str(short_at), "completed"]
+    assert rows["short"][3:7] == ["2/2", "–", "–", "completed"]
     assert rows["noeval"][3:7] == ["4/4", "–", "–", "completed"]
     cut_best, cut_at = _best_eval(runs_root / "done", last_step=3)
     assert rows["cut"][3:7] == ["3/4", f"{cut_best:.4f}", str(cut_at), "died"]
@@ -104,8 +103,9 @@ def test_json_is_a_list_of_records_sorted_by_best_accuracy(runs_root):
     assert by_name["interrupted"]["end_reason"] == "interrupted"
     assert by_name["cut"]["end_reason"] is None and by_name["cut"]["status"] == "died"
     accuracies = [record["best_accuracy"] for record in records]
-    assert records[-1]["name"] == "noeval" and accuracies[-1] is None  # never evaluated: last
-    assert accuracies[:-1] == sorted(accuracies[:-1], reverse=True)
+    never = {record["name"] for record in records[-2:]}
+    assert never == {"noeval", "short"} and accuracies[-2:] == [None, None]  # never evaluated: last
+    assert accuracies[:-2] == sorted(accuracies[:-2], reverse=True)
     assert all(record["duration_s"] > 0 and "T" in record["started"] for record in records)
 
 
@@ -126,7 +126,7 @@ def test_csv_reads_back_with_pandas(runs_root):
     result = runner.invoke(app, ["runs", str(runs_root), "--csv"])
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(io.StringIO(result.stdout))
-    assert list(frame["name"])[-1] == "noeval" and len(frame) == 6
+    assert set(frame["name"][-2:]) == {"noeval", "short"} and len(frame) == 6
     done = frame.set_index("name").loc["done"]
     assert (done["steps_done"], done["steps_planned"], done["status"]) == (4, 4, "completed")
     assert done["best_accuracy"] == pytest.approx(_best_eval(runs_root / "done")[0])

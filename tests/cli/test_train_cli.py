@@ -79,6 +79,10 @@ def test_config_file_with_command_line_overrides(tmp_path):
         0.05,
         3,
     )
+    # --eval-every 0: no evaluation at all, not even at the end (and so no best checkpoint).
+    kinds = [e["event"] for e in read_events(run_dir / "metrics.jsonl")]
+    assert "eval" not in kinds and "progress" not in kinds
+    assert not (run_dir / "checkpoints" / "best.pt").exists()
 
 
 def test_unknown_key_in_a_config_file_names_the_file_and_key(tmp_path):
