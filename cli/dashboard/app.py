@@ -34,10 +34,12 @@ from textual.worker import Worker, WorkerState
 
 from femb.training.control import TrainingControl
 from femb.training.events import Event, EventFollower, EventSink
+from femb_cli.dashboard.describe import describe_event
 from femb_cli.dashboard.feed import EventFeed
 from femb_cli.dashboard.screens import CANCEL, DETACH, STOP, ConfirmStopScreen
-from femb_cli.dashboard.state import RunState, as_count, as_text, fmt, one_line_summary, progress_text
+from femb_cli.dashboard.state import RunState, as_text, one_line_summary
 from femb_cli.dashboard.steering import InProcessSteering, RunDirSteering, Steering
+from femb_cli.dashboard.styles import DASHBOARD_CSS
 from femb_cli.dashboard.widgets import AccuracyPlot, ConfigPanel, LossPlot, MetricsPanel, RunLog, StatusBar
 
 RunTraining = Callable[[EventSink, TrainingControl], Any]
@@ -47,26 +49,7 @@ COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
 
 
 class DashboardApp(App[None]):
-    CSS = """
-    #plots {
-        height: 1fr;
-    }
-    #panels {
-        height: 13;
-    }
-    #main.-compact #panels {
-        height: 10;
-    }
-    #main.-compact ConfigPanel {
-        display: none;
-    }
-    #main.-compact MetricsPanel {
-        width: 38;
-    }
-    #main.-compact StatusBar Bar {
-        width: 16;
-    }
-    """
+    CSS = DASHBOARD_CSS
 
     BINDINGS = [
         Binding("q", "request_stop", "Stop / quit"),
@@ -204,7 +187,7 @@ class DashboardApp(App[None]):
             try:
                 self.state.apply(event)
                 kind = event.get("event")
-                described = [] if kind == "step" else self._describe(event)
+                described = [] if kind == "step" else describe_event(event, self._run_dir())
             except (TypeError, ValueError, ArithmeticError) as error:  # a hand-edited or foreign line
                 name = as_text(event.get("event"), 20) if isinstance(event, dict) else None
                 log.add(f"warning: skipped a malformed {name!r} event: {error}", "warning")
@@ -226,64 +209,8 @@ class DashboardApp(App[None]):
         if ended:
             self._on_run_ended()
 
-    def _describe(self, event: Event) -> list[tuple[str, str]]:
-        # Fields are read through the state's type checks: a metrics file is untrusted input.
-        kind, step = event.get("event"), as_count(event.get("step"))
-        at = "?" if step is None else f"{step}"
-        if kind == "start":
-            start_step, total_steps = as_count(event.get("start_step")), as_count(event.get("total_steps"))
-            where = f" from step {start_step:,}" if start_step else ""
-            total = f"{total_steps:,}" if total_steps else "?"
-            return [
-                (
-                    f"training {as_text(event.get('run_name')) or 'run'} on "
-                    f"{as_text(event.get('device')) or '?'}: {total} steps{where}",
-                    "action",
-                )
-            ]
-        if kind == "eval":
-            best = " (best)" if event.get("is_best") is True else ""
-            return [
-                (
-                    f"step {at}: accuracy {fmt(event.get('accuracy'))} ± {fmt(event.get('accuracy_std'))}  "
-                    f"EER {fmt(event.get('eer'))}  AUC {fmt(event.get('auc'))}{best}",
-                    "good" if best else "info",
-                )
-            ]
-        if kind == "checkpoint":
-            path, saved = as_text(event.get("path"), 4096), as_text(event.get("kind"), 20)
-            return [(f"step {at}: checkpoint ({saved}) → {self._short_path(path)}", "info")]
-        if kind == "log":
-            level = event.get("level")
-            level = level if isinstance(level, str) and level in RunLog.STYLES else "info"
-            prefix = "" if level == "info" else f"{level}: "
-            return [(f"{prefix}{as_text(event.get('message'), 1000) or ''}", level)]
-        if kind == "pause":
-            return [(f"{'paused' if event.get('paused') is True else 'resumed'} at step {at}", "warning")]
-        if kind == "progress" and event.get("final") is True and as_count(event.get("done")) == 0:
-            return [(progress_text(event), "action")]  # the last long pieces are announced
-        if kind == "end":
-            reason = as_text(event.get("reason"), 40) or "ended"
-            lines = [
-                (
-                    f"{reason} at step {at}: {as_text(event.get('message'), 1000) or ''}",
-                    "good" if reason == "completed" else "warning",
-                )
-            ]
-            resume_command = as_text(event.get("resume_command"), 4096)
-            if resume_command:
-                lines.append((f"resume with: {resume_command}", "action"))
-            return lines
-        return []
-
-    def _short_path(self, path: Any) -> str:
-        run_dir = self.follow_run_dir or (Path(self.state.run_dir) if self.state.run_dir else None)
-        if path and run_dir is not None:
-            try:
-                return str(Path(path).relative_to(run_dir))
-            except ValueError:
-                pass
-        return str(path)
+    def _run_dir(self) -> Path | None:
+        return self.follow_run_dir or (Path(self.state.run_dir) if self.state.run_dir else None)
 
     def _show_text(self) -> None:
         self._metrics.show(self.state)
