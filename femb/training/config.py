@@ -48,7 +48,7 @@ class TrainConfig:
     on_bad_image: str = "skip"  # an unreadable training image: "skip" (counted, warned) or "error"
     augment: bool = False  # FaceAugment on the training images (shift, zoom, flip, jitter, blur)
     # model
-    backbone: str = "mobilefacenet_small"
+    backbone: str = "mobilefacenet_fast"
     embed_dim: int = 128
     head: str = "arcface"
     init_backbone: str | None = None  # start from these weights (arcface_torch, MagFace or femb)
