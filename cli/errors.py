@@ -7,7 +7,9 @@ the top is turned into one line by :func:`report_uncaught`, called once, from ``
   limit): ``error: <what, naming the file or option>``, exit 2;
 - ``MemoryError``: ``error: out of memory: …``, exit 2;
 - anything else is a bug in femb: ``error: internal error …`` with the hint to rerun with
-  ``FEMB_DEBUG=1`` (or ``femb --debug``), which shows the traceback instead; exit 1.
+  ``FEMB_DEBUG=1`` (or ``femb --debug``), which shows the traceback instead; exit 1;
+- a training process that lost its peers (another rank died): its line, exit 75, so that the
+  launcher names the rank that failed first, not the ones it took down.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from femb.errors import one_line
 
 DEBUG_ENV = "FEMB_DEBUG"
 BAD_INPUT_EXIT, INTERNAL_ERROR_EXIT = 2, 1
+PEER_LOST_EXIT = 75  # EX_TEMPFAIL: this rank is a casualty of another's failure
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -35,6 +38,11 @@ def debug_enabled() -> bool:
 
 def report_uncaught(error: BaseException) -> int:
     """Print the one ``error:`` line for an exception no command handled; returns the exit code."""
+    from femb.training.runtime import PeerLostError
+
+    if isinstance(error, PeerLostError):
+        fail(one_line(error))
+        return PEER_LOST_EXIT
     if isinstance(error, (ValueError, OSError)):
         fail(one_line(error))
         return BAD_INPUT_EXIT

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 
-from femb_cli.errors import fail
+from femb_cli.errors import PEER_LOST_EXIT, fail
 
 MAX_LOCAL_PROCESSES = 64
 
@@ -58,8 +58,14 @@ def launch_workers(nproc: int, worker_args: list[str]) -> int:
 
 
 def describe_failure(error) -> str:
-    """One line: which rank failed first and how; the others were stopped by the launcher."""
-    rank, failure = min(error.failures.items(), key=lambda item: item[1].timestamp)
+    """One line: which rank failed first and how; the others were stopped by the launcher.
+
+    A rank that exited because it lost its peers is a casualty, not the cause: it is named only
+    when no other rank failed. (Its exit can even be seen first: it leaves at once, while the
+    launcher notices a killed rank on its next poll.)
+    """
+    causes = {rank: f for rank, f in error.failures.items() if f.exitcode != PEER_LOST_EXIT}
+    rank, failure = min((causes or error.failures).items(), key=lambda item: item[1].timestamp)
     how = f"exit code {failure.exitcode}"
     if failure.exitcode < 0:
         try:

@@ -33,6 +33,7 @@ TOO_SLOW = {"iresnet34", "iresnet50", "iresnet100", "iresnet200"}
 FAST = {
     "iresnet_tiny": (32, (1, 32)),
     "mobilefacenet_small": (32, (1, 8)),
+    "mobilefacenet_fast": (32, (1, 8)),
     "mobilefacenet": (64, (1, 2)),
     "iresnet18": (128, (1, 2)),
 }
