@@ -17,6 +17,8 @@ class Validation:
     def __init__(self, evaluator, dataset, model, runtime: Runtime, batch_size: int):
         self.evaluator, self.dataset = evaluator, dataset
         self.model, self.runtime, self.batch_size = model, runtime, batch_size
+        # A user's own evaluator need not take the progress hook: asked once, not per evaluation.
+        self._takes_progress = evaluator is not None and _accepts(evaluator.evaluate, "on_batch")
         if evaluator is not None and hasattr(evaluator, "check"):
             evaluator.check(dataset)  # before any training time is spent
 
@@ -32,17 +34,17 @@ class Validation:
     def run(self, progress: Progress, on_batch=None) -> tuple[dict | None, bool]:
         """(metrics on rank 0 — None elsewhere, whether they are the best so far — on every rank).
 
-        ``on_batch(done, total)`` follows the embedding, where the evaluator takes it (a user's
-        own evaluator need not).
+        ``on_batch(done, total)`` follows the embedding, where the evaluator takes it.
         """
         metrics, is_best = None, False
         if self.runtime.is_primary:
             backbone = self.model.backbone
             backbone.eval()
-            evaluate = self.evaluator.evaluate
-            extra = {"on_batch": on_batch} if on_batch and _accepts(evaluate, "on_batch") else {}
+            extra = {"on_batch": on_batch} if on_batch and self._takes_progress else {}
             try:
-                result = evaluate(self.embed, self.dataset, batch_size=self.batch_size, **extra)
+                result = self.evaluator.evaluate(
+                    self.embed, self.dataset, batch_size=self.batch_size, **extra
+                )
             finally:
                 backbone.train()
             metrics = result.to_dict()
