@@ -23,6 +23,8 @@ from femb.errors import one_line
 FACE_SIZE = 112
 MEAN = 127.5
 STD = 127.5
+# ITU-R 601 luma weights, a (3, 1) column so that ``pixels @ LUMA`` maps H×W×3 to H×W×1.
+LUMA = np.array([[0.299], [0.587], [0.114]], dtype=np.float32)
 
 
 class ImageLoadError(ValueError):
@@ -161,17 +163,19 @@ class FaceAugment:
     pixels and a zoom within ±``zoom``, bilinear; uncovered border pixels are black, like the
     letterbox padding), a horizontal flip with probability ``flip``, a colour jitter
     (brightness, contrast and saturation factors drawn from ``[1 − x, 1 + x]``), a light Gaussian
-    blur with probability ``blur`` (radius 0.3–1.0 px), and, with probability ``erase``, a random
-    rectangle (2–15 % of the image) set to mid-grey. ``0`` switches a part off.
+    blur with probability ``blur`` (radius 0.3–1.0 px), with probability ``erase`` a random
+    rectangle (2–15 % of the image) set to mid-grey, and with probability ``grayscale`` the face
+    turned grey (ITU-R 601 luma in all three channels, for a target domain of grey photographs).
+    ``0`` switches a part off.
 
-    Every draw comes from torch's *global* generator, and the same number of draws (13) is made
+    Every draw comes from torch's *global* generator, and the same number of draws (14) is made
     for every image whatever the outcome, so a training loop that seeds the global generator
     before each batch (femb's does, from seed, step and rank) replays the same augmentations on
     resume. The pixel work is PIL and numpy on uint8/float32 (about 0.3 ms an image on one core;
     the same in torch ops costs ten times more for one 112×112 image).
     """
 
-    NAMES = ("shift", "zoom", "flip", "brightness", "contrast", "saturation", "blur", "erase")
+    NAMES = ("shift", "zoom", "flip", "brightness", "contrast", "saturation", "blur", "erase", "grayscale")
     LIMITS = {"shift": 32.0, "zoom": 0.5}
 
     def __init__(
@@ -184,8 +188,9 @@ class FaceAugment:
         saturation: float = 0.2,
         blur: float = 0.1,
         erase: float = 0.0,
+        grayscale: float = 0.0,
     ) -> None:
-        values = (shift, zoom, flip, brightness, contrast, saturation, blur, erase)
+        values = (shift, zoom, flip, brightness, contrast, saturation, blur, erase, grayscale)
         for name, value in zip(self.NAMES, values, strict=True):
             high = self.LIMITS.get(name, 1.0)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= high:
@@ -206,7 +211,7 @@ class FaceAugment:
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         """``image``: uint8 ``3×H×W`` (femb's cache format); returns the augmented face, normalised."""
-        u = torch.rand(13).tolist()  # all draws up front: the stream never depends on outcomes
+        u = torch.rand(14).tolist()  # all draws up front: the stream never depends on outcomes
         pil = Image.fromarray(np.ascontiguousarray(image.numpy().transpose(1, 2, 0)), mode="RGB")
         if self.shift or self.zoom:
             pil = self._crop(pil, u[0:3])
@@ -219,6 +224,8 @@ class FaceAugment:
             pixels = self._jitter(pixels, u[4:7])
         if u[9] < self.erase:
             pixels = _erase(pixels, u[10:13])
+        if u[13] < self.grayscale:
+            pixels = np.repeat(pixels @ LUMA, 3, axis=2)
         array = pixels.transpose(2, 0, 1) * np.float32(2.0) - np.float32(1.0)  # [0, 1] → [-1, 1]
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
@@ -235,7 +242,7 @@ class FaceAugment:
         pixels = pixels * np.float32(1.0 + self.brightness * (2.0 * u[0] - 1.0))
         mean = pixels.mean()
         pixels = (pixels - mean) * np.float32(1.0 + self.contrast * (2.0 * u[1] - 1.0)) + mean
-        grey = (pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[:, :, None]
+        grey = pixels @ LUMA
         pixels = (pixels - grey) * np.float32(1.0 + self.saturation * (2.0 * u[2] - 1.0)) + grey
         return np.clip(pixels, 0.0, 1.0)
 

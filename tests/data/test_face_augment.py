@@ -68,3 +68,19 @@ def test_dataset_hook_uses_the_augmentation_in_training_only():
 def test_out_of_range_options_are_refused(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         FaceAugment(**bad)
+
+
+def test_grayscale_gives_equal_channels_and_keeps_the_draw_count():
+    image = face()
+    grey = FaceAugment(**{**FaceAugment.off().options(), "grayscale": 1.0})
+    out = grey(image)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    luma = (normalize(image) * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0)
+    torch.testing.assert_close(out[0], luma, rtol=0, atol=1e-5)
+    assert not torch.equal(image[0], image[1])  # the synthetic face really is in colour
+    ends = []
+    for grayscale in (0.0, 1.0):
+        torch.manual_seed(5)
+        FaceAugment(grayscale=grayscale)(image)
+        ends.append(torch.rand(()))
+    assert ends[0] == ends[1]
