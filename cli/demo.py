@@ -21,7 +21,7 @@ from femb_cli.errors import fail
 # Sized for 3 minutes end to end on a 2-core CPU with the default mobilefacenet_fast (see the
 # README for the measured time and accuracy).
 DEMO_IDENTITIES = 100
-DEMO_STEPS = 240
+DEMO_STEPS = 200
 DEMO_VAL_IDENTITIES = 60
 
 
