@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_orl import ORL, TRAIN_PEOPLE  # a sibling script: benchmarks/ is on sys.path
 
 from femb import FaceEmbeddingModel
 from femb.backbones import build_backbone
@@ -31,9 +32,6 @@ from femb.data import ImageFolderDataset, SyntheticFaces, split_by_identity
 from femb.data.transforms import FaceAugment
 from femb.evaluation import VerificationEvaluator
 from femb.headers import CosFaceHeader
-
-ORL = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "orl_faces").resolve()
-TRAIN_PEOPLE = 30
 
 
 def train(backbone, data, classes: int, steps: int, lr: float, seed: int, batch: int) -> None:

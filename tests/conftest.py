@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # The ORL faces live beside the repository (never copied into it): <repo>/../shared/data/orl_faces.
 ORL_ROOT = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "orl_faces").resolve()
 
@@ -40,6 +41,18 @@ def orl_dataset(orl_root: Path):
     from femb.data import ImageFolderDataset
 
     return ImageFolderDataset(orl_root, cache=True)
+
+
+@pytest.fixture(scope="session")
+def benchmark():
+    """``benchmark(name)``: the module ``benchmarks/<name>.py``, for a test that runs the quick
+    version of a benchmark with the benchmark's own code (benchmarks is not a package)."""
+    import importlib
+    import sys
+
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))  # as when a benchmark runs as a script
+    return importlib.import_module
 
 
 @pytest.fixture

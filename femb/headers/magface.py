@@ -35,8 +35,8 @@ class MagFaceHeader(MarginHeader):
     the model adds it to the cross-entropy (adding it to every logit would vanish in the softmax).
     The margin is differentiable in a, as in the official code. Outside [l_a, u_a] the clamp
     gives the norm no gradient from either term. Easy margin is off by default, unlike the
-    official code (the comment above its options says why); λ_g = 20 is its argparse default (its run
-    scripts use 35).
+    official code (the comment above its options says why); λ_g = 20 is its argparse default
+    (its run scripts use 35).
     """
 
     name = "magface"

@@ -4,21 +4,18 @@ The stand-in backbone and data of ``benchmarks/bench_first_steps.py`` (which run
 batches, class counts and seeds), at one small setting per head.
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from femb.headers import list_headers
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_first_steps.py"
-spec = importlib.util.spec_from_file_location("bench_first_steps", BENCH)
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+
+@pytest.fixture(scope="module")
+def bench(benchmark):
+    return benchmark("bench_first_steps")
 
 
 @pytest.mark.parametrize("head", list_headers())
-def test_the_loss_falls_from_the_start_at_the_defaults(head):
+def test_the_loss_falls_from_the_start_at_the_defaults(head, bench):
     losses = bench.first_losses(head, classes=50, batch=32, steps=100)
     assert bench.falls(bench.window_means(losses)), bench.window_means(losses)
     assert bench.climb_percent(losses) < 1.0
@@ -28,7 +25,7 @@ def test_the_loss_falls_from_the_start_at_the_defaults(head):
     "head, classes, batch, options",
     [("arcface", 200, 16, {"s": 64.0}), ("magface", 50, 32, {"easy_margin": True})],
 )
-def test_the_climbs_the_defaults_avoid_are_seen(head, classes, batch, options):
+def test_the_climbs_the_defaults_avoid_are_seen(head, classes, batch, options, bench):
     """The papers' s = 64 and MagFace's official easy margin both climb first: the check can fail."""
     losses = bench.first_losses(head, classes=classes, batch=batch, steps=100, **options)
     assert bench.climb_percent(losses) > 1.0
