@@ -24,33 +24,17 @@ import time
 from pathlib import Path
 
 import torch
-from bench_orl import ORL, TRAIN_PEOPLE  # a sibling script: benchmarks/ is on sys.path
+from bench_orl import ORL, TRAIN_PEOPLE, fit_recipe  # a sibling script: benchmarks/ is on sys.path
 
-from femb import FaceEmbeddingModel
 from femb.backbones import build_backbone
 from femb.data import ImageFolderDataset, SyntheticFaces, split_by_identity
 from femb.data.transforms import FaceAugment
 from femb.evaluation import VerificationEvaluator
-from femb.headers import CosFaceHeader
 
 
 def train(backbone, data, classes: int, steps: int, lr: float, seed: int, batch: int) -> None:
     """CosFace (s=30, m=0.2), SGD with a one-cycle schedule: the recipe of bench_orl.py."""
-    torch.manual_seed(seed)
-    model = FaceEmbeddingModel(
-        backbone, CosFaceHeader(backbone.femb_spec["kwargs"]["embed_dim"], classes, s=30, m=0.2)
-    )
-    optimizer = torch.optim.SGD(model.params, lr=lr, momentum=0.9, weight_decay=5e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
-    model.fit(
-        data,
-        batch_size=batch,
-        device="cpu",
-        optimizer=optimizer,
-        lr_global_step_scheduler=scheduler,
-        max_training_steps=steps,
-        seed=seed,
-    )
+    fit_recipe(backbone, data, classes, steps=steps, lr=lr, seed=seed, batch=batch)
 
 
 def pretrain(args, weights: Path) -> float:
