@@ -32,11 +32,6 @@ from femb.data.transforms import FaceAugment
 from femb.evaluation import VerificationEvaluator
 
 
-def train(backbone, data, classes: int, steps: int, lr: float, seed: int, batch: int) -> None:
-    """CosFace (s=30, m=0.2), SGD with a one-cycle schedule: the recipe of bench_orl.py."""
-    fit_recipe(backbone, data, classes, steps=steps, lr=lr, seed=seed, batch=batch)
-
-
 def pretrain(args, weights: Path) -> float:
     """Train the stand-in for a released backbone and save its plain state dict; seconds taken."""
     started = time.perf_counter()
@@ -45,7 +40,7 @@ def pretrain(args, weights: Path) -> float:
     synthetic.augment = FaceAugment(**{**FaceAugment.off().options(), **grey})
     torch.manual_seed(0)
     backbone = build_backbone(args.backbone, embed_dim=args.embed_dim)
-    train(backbone, synthetic, args.identities, args.pretrain_steps, lr=0.1, seed=0, batch=64)
+    fit_recipe(backbone, synthetic, args.identities, steps=args.pretrain_steps, lr=0.1, seed=0, batch=64)
     torch.save(backbone.state_dict(), weights)  # as arcface_torch ships it
     return time.perf_counter() - started
 
@@ -53,9 +48,7 @@ def pretrain(args, weights: Path) -> float:
 def fine_tune_and_verify(args, weights: Path | None, data, evaluator, test_set, steps: int, seed: int):
     torch.manual_seed(seed)
     backbone = build_backbone(args.backbone, embed_dim=args.embed_dim, weights=weights)
-    started = time.perf_counter()
-    train(backbone, data, TRAIN_PEOPLE, steps, lr=0.05, seed=seed, batch=32)
-    seconds = time.perf_counter() - started
+    seconds = fit_recipe(backbone, data, TRAIN_PEOPLE, steps=steps, lr=0.05, seed=seed, batch=32)
     backbone.eval()
     return evaluator.evaluate(backbone, test_set).accuracy, seconds
 

@@ -32,6 +32,8 @@ from femb.headers import build_header
 
 ORL = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "orl_faces").resolve()
 TRAIN_PEOPLE = 30
+# The recipe's head options (CosFace), declared once for fit_recipe and the command line.
+RECIPE_HEAD = {"s": 30.0, "m": 0.2}
 
 
 def fit_recipe(
@@ -52,7 +54,7 @@ def fit_recipe(
     """Fit ``backbone`` with a fresh head on ``data`` (SGD, momentum 0.9, one-cycle); seconds in fit."""
     torch.manual_seed(seed)
     embed_dim = backbone.femb_spec["kwargs"]["embed_dim"]
-    options = {"s": 30.0, "m": 0.2} if head_options is None else head_options
+    options = RECIPE_HEAD if head_options is None else head_options
     model = FaceEmbeddingModel(
         backbone,
         build_header(head, embed_dim, classes, **options),
@@ -108,8 +110,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="iresnet_tiny")
     parser.add_argument("--embed-dim", type=int, default=64)
     parser.add_argument("--head", default="cosface")
-    parser.add_argument("--s", type=float, default=30.0, help="head scale; 0: the head's default (AdaCos)")
-    parser.add_argument("--m", type=float, default=0.2, help="head margin")
+    parser.add_argument("--s", type=float, default=RECIPE_HEAD["s"], help="head scale; 0: the head default")
+    parser.add_argument("--m", type=float, default=RECIPE_HEAD["m"], help="head margin")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05, help="OneCycle peak lr (SGD, momentum 0.9)")
