@@ -10,6 +10,9 @@ import os
 from typing import Annotated
 
 import typer
+import typer.core
+import typer.rich_utils
+from rich.text import Text
 
 import femb
 from femb_cli.dashboard_cmd import dashboard_command
@@ -51,8 +54,42 @@ def root(
     """femb: train → export → verify face embeddings."""
 
 
+def _type_column_without_flags(option: typer.core.TyperOption, ctx) -> str | None:
+    """The type column of ``--help``: empty for an on/off flag (``<bool>`` tells a user nothing)."""
+    if option.is_flag and option.metavar is None:
+        return None
+    return _typer_display_type_rich(option, ctx)
+
+
+def _help_text_folded(**kwargs):
+    """An option's help cell whose long words wrap instead of ending in '…' at 80 columns."""
+    cell = _typer_parameter_help(**kwargs)
+    for item in getattr(cell, "renderables", []):
+        if isinstance(item, Text):
+            item.overflow = "fold"
+    return cell
+
+
+# Older Typer releases (before the type column) lack these; there is nothing to adjust then.
+_typer_display_type_rich = getattr(typer.core.TyperOption, "display_type_rich", None)
+_typer_parameter_help = getattr(typer.rich_utils, "_get_parameter_help", None)
+
+
+def tidy_help_layout() -> None:
+    """Make every command's ``--help`` read well at 80 columns (Typer's rich layout, adjusted).
+
+    Typer exposes no setting for either adjustment, so its two renderers are wrapped once here;
+    tests/cli/test_help_layout.py renders every command's help at 80 columns to hold it.
+    """
+    if _typer_display_type_rich is not None:
+        typer.core.TyperOption.display_type_rich = _type_column_without_flags
+    if _typer_parameter_help is not None:
+        typer.rich_utils._get_parameter_help = _help_text_folded
+
+
 def build_app() -> typer.Typer:
     """A fresh root ``femb`` app with every command joined (commands listed before groups)."""
+    tidy_help_layout()
     root_app = typer.Typer(
         name="femb",
         help="Train face-embedding networks with angular-margin heads, export them to ONNX, verify them.",
