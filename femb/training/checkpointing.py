@@ -23,6 +23,38 @@ from femb.training.run_dir import RunDir
 CHECKPOINT_KINDS = ("last", "best", "manual")
 
 
+class NonFiniteStateError(RuntimeError):
+    """The model's weights or buffers hold NaN or inf: no checkpoint is written from them."""
+
+
+def non_finite_entries(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors holding a NaN or an inf (one host sync when none do).
+
+    A finite loss does not prove finite weights: in training mode BatchNorm normalises with the
+    batch's statistics, so its running variance can be inf while the loss still looks sane.
+    """
+    floating = {name: t for name, t in tensors.items() if torch.is_tensor(t) and t.is_floating_point()}
+    if not floating:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for t in floating.values()])
+    if bool(finite.all()):
+        return []
+    return [name for name, ok in zip(floating, finite.tolist(), strict=True) if not ok]
+
+
+def _model_tensors(model) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of the backbone and of this process's head (or head block)."""
+    tensors = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
+    if model.header is not None:
+        tensors.update({f"header.{k}": v for k, v in model.header.state_dict().items()})
+    return tensors
+
+
+def _named_list(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
@@ -114,6 +146,7 @@ class Checkpointer:
         self.config = config
         self.run_name = run_name
         self.is_primary = is_primary
+        # The step of the run's last.pt as this process knows it: written here, or resumed from.
         self.last_saved_step: int | None = None
 
     def path(self, kind: str) -> Path | None:
@@ -124,10 +157,15 @@ class Checkpointer:
         return self.run_dir.best_checkpoint if kind == "best" else self.run_dir.last_checkpoint
 
     def save(self, kind: str, model, state: TrainingState, objective) -> Path | None:
-        """Write a checkpoint of ``kind``; call on every rank (a sharded head is gathered)."""
+        """Write a checkpoint of ``kind``; call on every rank (a sharded head is gathered).
+
+        Raises :class:`NonFiniteStateError` instead when any rank's weights or buffers are not
+        finite: a checkpoint that cannot be exported or resumed is no checkpoint.
+        """
         path = self.path(kind)
         if path is None:
             return None
+        self.refuse_non_finite(model, objective.runtime, state.progress.step)
         header, head_rows = objective.head_checkpoint()  # a collective: every rank takes part
         if self.is_primary:  # the only rank that writes builds the payload
             training = {
@@ -142,6 +180,36 @@ class Checkpointer:
         if kind != "best":
             self.last_saved_step = state.progress.step
         return path
+
+    def refuse_non_finite(self, model, runtime, step: int) -> None:
+        """Agreed on every rank (one all-reduce), so all ranks stop at the same step."""
+        bad = non_finite_entries(_model_tensors(model))
+        if not runtime.any_rank(bool(bad)):
+            return
+        where = _named_list(bad) if bad else "on another process"
+        raise NonFiniteStateError(
+            f"the model's weights are not finite at step {step} ({where}); stopped without writing "
+            f"a checkpoint: {self.kept_description()} (lower the learning rate or clip gradients)"
+        )
+
+    def kept_description(self) -> str:
+        """What a stop leaves to resume from, said truthfully (every checkpoint written is finite)."""
+        if self.last_saved_step is not None:
+            return f"the last checkpoint (step {self.last_saved_step}, finite) is intact"
+        if self.has_resumable:
+            return f"the checkpoint already in {self.run_dir.checkpoints} is intact"
+        return "no checkpoint had been written yet"
+
+    def note_resumed(self, payload: dict) -> None:
+        """After a resume from this run's own last.pt, that file is the last checkpoint at its step."""
+        training = payload.get("training") or {}
+        same_file = (
+            self.run_dir is not None
+            and payload.get("path") is not None
+            and Path(payload["path"]).resolve() == self.run_dir.last_checkpoint.resolve()
+        )
+        if same_file and training.get("step") is not None:
+            self.last_saved_step = int(training["step"])
 
     @property
     def has_resumable(self) -> bool:
@@ -160,6 +228,14 @@ def restore(model, state: TrainingState, payload: dict, device: torch.device, ob
     if not training or not payload.get("header"):
         raise ValueError(f"{where}: has no training state to resume from")
     check_same_recipe(model, objective.num_classes, payload, where)
+    saved = {f"backbone.{k}": v for k, v in payload["backbone"]["state_dict"].items()}
+    saved.update({f"header.{k}": v for k, v in payload["header"].get("state_dict", {}).items()})
+    bad = non_finite_entries(saved)
+    if bad:
+        raise ValueError(
+            f"{where}: holds non-finite values ({_named_list(bad)}), written after the run diverged; "
+            "it cannot be resumed (start again with a lower learning rate)"
+        )
     try:
         model.backbone.load_state_dict(payload["backbone"]["state_dict"])
     except RuntimeError as error:

@@ -190,14 +190,9 @@ class Trainer:
     def check_finite(self, loss: torch.Tensor) -> None:
         if self.options.skip_nonfinite or not self.runtime.any_rank(not bool(torch.isfinite(loss))):
             return
-        last = self.checkpointer.last_saved_step
-        kept = (
-            f"the last good checkpoint (step {last}) is intact"
-            if last is not None or self.checkpointer.has_resumable
-            else "no checkpoint had been written yet"
-        )
         raise NonFiniteLossError(
-            f"loss is {loss.item()} at step {self.step}; stopped: {kept} (lower the learning rate, "
+            f"loss is {loss.item()} at step {self.step}; stopped: {self.checkpointer.kept_description()} "
+            "(lower the learning rate, "
             "clip gradients, or skip such steps with skip_nonfinite)"
         )
 
@@ -206,6 +201,7 @@ class Trainer:
         if self.options.resume is not None:
             source = checkpointing.load_resume_source(self.options.resume)
             checkpointing.restore(self.model, self.state, source, self.device, self.objective)
+            self.checkpointer.note_resumed(source)
         self.model.to(self.device)
         self.model.train()
         restore_signals = self.control.install_signal_handlers()
@@ -213,7 +209,7 @@ class Trainer:
         try:
             self._start_event()
             reason, message = self._loop()
-        except NonFiniteLossError as error:
+        except (NonFiniteLossError, checkpointing.NonFiniteStateError) as error:
             reason, message = "nonfinite", str(error)
         except KeyboardInterrupt:
             reason, message = "interrupted", "interrupted twice: stopped without a final checkpoint"
