@@ -73,9 +73,8 @@ def embed_command(
         embedder = open_embedder(model, provider=provider, batch_size=batch_size, mean=mean, std=std, bgr=bgr)
     except (ModelLoadError, ProviderError, ValueError) as error:
         raise fail(str(error)) from None
-    for note in (embedder.note, getattr(embedder, "assumption", "")):
-        if note:
-            typer.echo(f"note: {note}", err=True)
+    for note in model_notes(embedder):
+        typer.echo(f"note: {note}", err=True)
     try:
         kept, vectors, skipped = embed_paths(embedder, paths, batch_size, flip)
     except (InferenceError, ValueError) as error:
@@ -91,6 +90,16 @@ def embed_command(
         typer.echo(f"skipped {path}: {reason}", err=True)
     if len(skipped) > 5:
         typer.echo(f"… and {len(skipped) - 5:,} more unreadable images", err=True)
+
+
+def model_notes(embedder) -> list[str]:
+    """The notes to print on loading a model: the provider's, and the input convention assumed for a
+    model without femb metadata with the flags that override it (``femb verify pairs`` prints them too)."""
+    notes = [embedder.note] if embedder.note else []
+    assumption = getattr(embedder, "assumption", "")
+    if assumption:
+        notes.append(f"{assumption}; override with --mean, --std, --bgr")
+    return notes
 
 
 def collect_images(spec: str) -> list[Path]:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import onnx
 
+from femb.export.graph import ExportError
 from femb.export.metadata import ModelThreshold, read_metadata, set_metadata
-from femb.export.onnx_export import DEFAULT_MIN_COSINE, ExportError, onnx_embeddings, onnx_session
-from femb.export.parity import ParityResult, compare_embeddings, face_batch, format_cosine
+from femb.export.onnx_export import DEFAULT_MIN_COSINE
+from femb.export.parity import ParityResult, compare_embeddings, face_batch, format_cosine, onnx_embeddings
 from femb.fileio import atomic_write_bytes, require_regular_file
+from femb.inference.runtime import create_session
 
 _CHUNK = 1 << 20
 
@@ -35,9 +37,10 @@ def write_threshold(path: str | os.PathLike, threshold: ModelThreshold) -> Parit
     before = model.SerializeToString()
     set_metadata(model, meta)
     after = model.SerializeToString()
-    original = onnx_session(before)
+    original = create_session(before)
     faces = face_batch(_parity_batch(original))
-    parity = compare_embeddings(onnx_embeddings(original, faces), onnx_embeddings(onnx_session(after), faces))
+    rewritten = create_session(after)
+    parity = compare_embeddings(onnx_embeddings(original, faces), onnx_embeddings(rewritten, faces))
     if not parity.min_cosine >= DEFAULT_MIN_COSINE:
         raise ExportError(
             f"{path}: the model with its threshold disagrees with the original "

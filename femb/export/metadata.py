@@ -5,8 +5,7 @@ read back exactly; nested values (backbone and head hyper-parameters) are JSON.
 
 Input: float32 NCHW, fed ``(x - mean) / std``. A model exported with ``normalize_in_graph`` says
 mean 0, std 1 (it takes raw pixels in [0, 255] and normalises them itself) and
-``normalize_in_graph=true``. Older femb exports with ``normalize_in_graph`` took uint8 NHWC and say
-so in ``input_dtype``/``input_layout``; readers still honour that.
+``normalize_in_graph=true``.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ FORMAT_KEY = "femb.format"
 FORMAT = "femb.embedding"
 
 FLOAT_LAYOUT = "NCHW"
-UINT8_LAYOUT = "NHWC"
 
 
 @dataclass(frozen=True)
@@ -60,9 +58,7 @@ class Preprocessing:
             color_order=meta.get("color_order", "RGB").upper(),
             mean=mean,
             std=std,
-            # Without these keys, normalize_in_graph meant uint8 NHWC (femb's first exports).
-            layout=meta.get("input_layout", UINT8_LAYOUT if in_graph else FLOAT_LAYOUT),
-            dtype=meta.get("input_dtype", "uint8" if in_graph else "float32"),
+            dtype=meta.get("input_dtype", "float32"),
             normalized_in_graph=in_graph,
         )
 

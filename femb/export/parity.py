@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import functools
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
+
+from femb.data.transforms import normalize
+from femb.inference.runtime import create_session, run_session
+
+DEFAULT_PARITY_BATCHES = (1, 32)
 
 
 @dataclass(frozen=True)
@@ -72,3 +80,32 @@ def face_batch(batch_size: int, seed: int = 0) -> torch.Tensor:
         cache=False,
     )
     return torch.stack([faces.load_uint8(index)[0] for index in range(batch_size)])
+
+
+def check_parity(
+    model: bytes | str | os.PathLike,
+    backbone: nn.Module,
+    batch_sizes: tuple[int, ...] = DEFAULT_PARITY_BATCHES,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> list[ParityResult]:
+    """Run onnxruntime (CPU) and the fp32 PyTorch ``backbone`` on the same face batches and compare.
+
+    ``model``: serialized ONNX bytes or a path, fed as its metadata says.
+    ``on_batch(index, batch_size)``: called as each batch starts.
+    """
+    session = create_session(model)
+    backbone = backbone.cpu().float().eval()
+    results = []
+    for index, batch_size in enumerate(batch_sizes):
+        if on_batch is not None:
+            on_batch(index, int(batch_size))
+        faces = face_batch(int(batch_size))
+        with torch.no_grad():
+            expected = backbone(normalize(faces)).float().numpy()
+        results.append(compare_embeddings(expected, onnx_embeddings(session, faces)))
+    return results
+
+
+def onnx_embeddings(session, faces: torch.Tensor) -> np.ndarray:
+    """The session's embeddings of uint8 ``N×3×H×W`` ``faces``, fed as the model's metadata says."""
+    return run_session(session, normalize(faces))

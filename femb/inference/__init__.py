@@ -20,6 +20,8 @@ from femb.inference.providers import (
     select_provider,
     working_providers,
 )
+from femb.inference.runtime import create_session
+from femb.inference.speed import Throughput, model_precision
 
 __all__ = [
     "PROVIDER_CHOICES",
@@ -30,10 +32,13 @@ __all__ = [
     "ProbeResult",
     "ProviderChoice",
     "ProviderError",
+    "Throughput",
     "TorchEmbedder",
     "available_providers",
+    "create_session",
     "embedding_norms",
     "is_onnx_model",
+    "model_precision",
     "open_embedder",
     "probe_provider",
     "select_provider",

@@ -6,7 +6,7 @@ letterboxing when they are another size), PIL images, image file paths, a list o
 map-style dataset of images or ``(image, label)`` items.
 Every input is brought to femb's float tensor first and then to what the model's metadata asks
 for (float NCHW with its mean/std, e.g. mean 0 and std 1 — raw pixels — for a graph that
-normalises itself; uint8 NHWC for such graphs from older femb exports; its colour order), so any
+normalises itself; its colour order), so any
 femb export, and a foreign ONNX face model with a ``N×3×112×112`` float input, embeds the same
 images the same way.
 """
@@ -22,10 +22,12 @@ import numpy as np
 import torch
 
 from femb.data.batches import face_batches
-from femb.data.transforms import MEAN, STD, denormalize
+from femb.data.transforms import MEAN, STD
 from femb.export.metadata import FORMAT_KEY, ModelThreshold, Preprocessing
 from femb.fileio import require_regular_file
 from femb.inference.providers import CPU, ProviderChoice, select_provider, short_name
+from femb.inference.runtime import FLOAT_INPUTS, create_session, input_preprocessing, model_feed
+from femb.inference.speed import model_precision
 
 DEFAULT_BATCH_SIZE = 64
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -44,7 +46,7 @@ class NoThresholdError(ValueError):
 
 
 def embedding_norms(embeddings: np.ndarray) -> np.ndarray:
-    """Raw L2 norm of each row: MagFace's quality score (``femb embed`` writes it as ``norm``)."""
+    """Raw L2 norm of each row: MagFace's quality score (the ``norm`` column of embedding files)."""
     return np.linalg.norm(np.asarray(embeddings, dtype=np.float32), axis=1)
 
 
@@ -76,9 +78,14 @@ class BatchEmbedder:
 
     def quality(self, images: Any, flip: bool = False) -> np.ndarray:
         """MagFace's quality score of each image: its raw embedding norm (without ``flip``, one
-        image's own embedding; the ``norm`` column of ``femb embed``). Meaningless for a model whose
+        image's own embedding; the ``norm`` column of embedding files). Meaningless for a model whose
         output is L2-normalised (every norm is 1): see :attr:`outputs_unit_vectors`."""
         return self.embed(images, flip=flip, return_norms=True)[1]
+
+    @property
+    def precision(self) -> str:
+        """The model's weights: ``int8``, ``fp16`` or ``fp32`` (its metadata)."""
+        return model_precision(self.metadata)
 
     @property
     def outputs_unit_vectors(self) -> bool:
@@ -105,8 +112,8 @@ class BatchEmbedder:
         threshold = self.threshold
         if threshold is None:
             raise NoThresholdError(
-                f"{self.name} carries no calibrated threshold; write one with "
-                "`femb verify pairs MODEL.onnx --far 1e-3 --calibrate` on a pairs set"
+                f"{self.name} carries no calibrated threshold; calibrate one on a pairs set "
+                "(femb.export.write_threshold)"
             )
         first = self.embed(a, normalize=True, flip=threshold.flip)
         second = self.embed(b, normalize=True, flip=threshold.flip)
@@ -146,8 +153,6 @@ class OnnxEmbedder(BatchEmbedder):
         std: float | None = None,
         bgr: bool | None = None,
     ):
-        import onnxruntime as ort
-
         self.path = Path(path)
         if std is not None and not std > 0:
             raise ValueError(f"std must be positive, got {std}")
@@ -160,16 +165,8 @@ class OnnxEmbedder(BatchEmbedder):
         require_regular_file(self.path, "model")  # a FIFO or a device would block the session
         self.name = self.path.name
         self.choice: ProviderChoice = select_provider(provider)
-        options = ort.SessionOptions()
-        # Level 3 hides onnxruntime's warnings such as "some nodes were not assigned to the
-        # preferred execution providers" (shape arithmetic on the CPU is intended).
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = int(threads)
         try:
-            self.session = ort.InferenceSession(
-                os.fspath(self.path), options, providers=self.choice.providers
-            )
+            self.session = create_session(self.path, self.choice.providers, threads)
         except Exception as error:  # noqa: BLE001 - onnxruntime raises several unrelated types
             raise ModelLoadError(f"{self.path}: not a readable ONNX model ({_ort_reason(error)})") from None
         used = self.session.get_providers()
@@ -205,35 +202,15 @@ class OnnxEmbedder(BatchEmbedder):
     # ------------------------------------------------------------------ public
     def describe(self) -> str:
         prep = self.preprocessing
-        kind = "uint8 NHWC" if prep.dtype == "uint8" else f"{prep.dtype} NCHW"
-        if prep.dtype != "uint8" and (prep.mean, prep.std) == (0.0, 1.0):
-            kind += ", raw pixels 0-255"
-        return f"onnxruntime ({self.provider}), input {kind}"
+        kind = f"{prep.dtype} NCHW" + (", raw pixels 0-255" if (prep.mean, prep.std) == (0.0, 1.0) else "")
+        return f"onnxruntime ({self.provider}), {self.precision}, input {kind}"
 
     # ------------------------------------------------------------------ internals
     def _preprocessing(self, model_input, mean=None, std=None, bgr=None) -> Preprocessing:
-        meta = dict(self.metadata)
-        foreign = FORMAT_KEY not in meta
-        # The graph's declared input wins over (possibly absent or foreign) metadata.
-        if model_input.type == "tensor(uint8)":
-            if mean is not None or std is not None:
-                raise ValueError(
-                    f"{self.path.name} takes uint8 images and normalises them itself: no mean/std"
-                )
-            meta.setdefault("normalize_in_graph", "true")
-            meta["input_dtype"], meta["input_layout"] = "uint8", "NHWC"
-        else:
-            meta["input_dtype"] = "float16" if model_input.type == "tensor(float16)" else "float32"
-            meta.setdefault("input_layout", "NCHW")
-            if foreign:
-                meta.update(self._insightface_convention(model_input, mean, std, bgr))
-        if mean is not None:
-            meta["mean"] = str(float(mean))
-        if std is not None:
-            meta["std"] = str(float(std))
-        if bgr is not None:
-            meta["color_order"] = "BGR" if bgr else "RGB"
-        return Preprocessing.from_metadata(meta)
+        guessed = None
+        if FORMAT_KEY not in self.metadata and model_input.type in FLOAT_INPUTS:
+            guessed = self._insightface_convention(model_input, mean, std, bgr)
+        return input_preprocessing(model_input, self.metadata, guessed, mean=mean, std=std, bgr=bgr)
 
     def _insightface_convention(self, model_input, mean, std, bgr) -> dict[str, str]:
         """What insightface's ArcFaceONNX would feed this model, and the one line that says so."""
@@ -252,7 +229,7 @@ class OnnxEmbedder(BatchEmbedder):
             f"{self.path.name} has no femb metadata: assuming the insightface convention "
             f"({order}, mean {used_mean:g}, std {used_std:g}; {why}"
             + (f"; {', '.join(given)} as given" if given else "")
-            + "); override with --mean, --std, --bgr"
+            + ")"
         )
         return meta
 
@@ -264,19 +241,7 @@ class OnnxEmbedder(BatchEmbedder):
 
     def _run(self, faces: torch.Tensor) -> np.ndarray:
         """``faces``: femb float N×3×112×112 → the model's input → float32 embeddings."""
-        prep = self.preprocessing
-        if prep.size != (faces.shape[2], faces.shape[3]):
-            raise ValueError(
-                f"this model expects {prep.size[0]}×{prep.size[1]} images, got {tuple(faces.shape[2:])}"
-            )
-        if prep.color_order == "BGR":
-            faces = faces.flip(1)
-        if prep.dtype == "uint8":
-            feed = denormalize(faces).permute(0, 2, 3, 1).contiguous().numpy()
-        else:
-            if (prep.mean, prep.std) != (MEAN, STD):
-                faces = (faces * STD + MEAN - prep.mean) / prep.std
-            feed = faces.numpy().astype(np.float16 if prep.dtype == "float16" else np.float32, copy=False)
+        feed = model_feed(faces, self.preprocessing)
         count = feed.shape[0]
         if self.fixed_batch and count < self.fixed_batch:
             feed = np.concatenate([feed, np.repeat(feed[-1:], self.fixed_batch - count, axis=0)])
@@ -410,10 +375,11 @@ def _torch_embedder(path: Path, provider: str, batch_size: int) -> TorchEmbedder
 
 
 def _no_overrides(path: Path, overrides: dict) -> None:
-    given = [f"--{name}" for name, value in overrides.items() if value is not None]
+    given = [name for name, value in overrides.items() if value is not None]
     if given:
         raise ModelLoadError(
-            f"{path}: {', '.join(given)} apply to ONNX models; a femb checkpoint is fed the femb contract"
+            f"{path}: {', '.join(given)} apply to ONNX models only; "
+            "a femb checkpoint is fed the femb contract"
         )
 
 

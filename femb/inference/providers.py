@@ -66,13 +66,13 @@ def probe_provider(provider: str) -> ProbeResult:
         return ProbeResult(provider, False, "not in this onnxruntime build")
     if provider == CPU:
         return ProbeResult(provider, True)
+    from femb.inference.runtime import create_session
+
     ort.set_default_logger_severity(3)
     try:
-        with _captured_native_output() as captured:
+        with captured_native_output() as captured:
             try:
-                options = ort.SessionOptions()
-                options.log_severity_level = 3
-                session = ort.InferenceSession(_probe_model(), options, providers=[provider])
+                session = create_session(_probe_model(), [provider])
                 used = session.get_providers()
                 error = ""
             except Exception as exc:  # noqa: BLE001 - any failure means "does not work"; the reason is kept
@@ -93,7 +93,7 @@ def working_providers() -> list[str]:
 def parse_provider(requested: str) -> str:
     """``requested`` as one of :data:`PROVIDER_CHOICES` (any case); else one ``ValueError``.
 
-    Cheap (probes nothing): commands check ``--provider`` with it before any work starts."""
+    Cheap (probes nothing): commands check the provider name with it before any work starts."""
     name = str(requested).strip().lower()
     if name not in PROVIDER_CHOICES:
         raise ValueError(f"unknown provider {requested!r}; choices: {', '.join(PROVIDER_CHOICES)}")
@@ -127,7 +127,7 @@ class _Captured:
 
 
 @contextlib.contextmanager
-def _captured_native_output() -> Iterator[_Captured]:
+def captured_native_output() -> Iterator[_Captured]:
     """Send file descriptors 1 and 2 (native C++ logs and Python prints alike) to a temporary file."""
     captured = _Captured()
     for stream in (sys.stdout, sys.stderr):

@@ -1,4 +1,4 @@
-"""ONNX export: checker, parity on every registered backbone, dynamic batch, metadata, fp16, uint8 input."""
+"""ONNX export: checker, parity on every backbone, dynamic batch, metadata, fp16, in-graph normalisation."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from femb.export import (
 )
 from femb.export.parity import ParityResult
 from femb.headers import build_header
+from femb.inference.runtime import create_session
 
 # Full-size networks whose export and parity take minutes on two CPU cores: not in unit tests.
 TOO_SLOW = {"iresnet34", "iresnet50", "iresnet100", "iresnet200"}
@@ -40,7 +41,7 @@ FAST = {
 
 
 def session(path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return create_session(path)
 
 
 def torch_embed(backbone, images) -> np.ndarray:
@@ -187,7 +188,7 @@ def test_normalize_in_graph_takes_raw_float_pixels(tiny, tmp_path, exporter):
 
 def test_failed_parity_writes_nothing(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(
-        "femb.export.onnx_export.compare_embeddings",
+        "femb.export.parity.compare_embeddings",
         lambda a, b: ParityResult(len(a), 0.5, 0.97),
     )
     with pytest.raises(ParityError, match=r"min cosine 0\.97.* < 0\.9999") as caught:

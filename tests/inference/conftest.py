@@ -16,7 +16,7 @@ from femb.export.metadata import build_metadata, set_metadata
 
 
 class _Uint8Graph(nn.Module):
-    """What femb's first ``normalize_in_graph`` exports computed: uint8 NHWC in, normalised inside."""
+    """A uint8 NHWC input normalised inside: an input layout femb refuses to feed."""
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
@@ -28,8 +28,8 @@ class _Uint8Graph(nn.Module):
 
 @pytest.fixture(scope="session")
 def legacy_uint8_export():
-    """``write(backbone, path)``: an ONNX file as femb's earlier ``--normalize-in-graph`` wrote it
-    (uint8 ``N×112×112×3`` input, metadata ``input_dtype=uint8``, ``input_layout=NHWC``)."""
+    """``write(backbone, path)``: an ONNX file with a uint8 ``N×112×112×3`` input and metadata
+    ``input_dtype=uint8``, ``input_layout=NHWC`` (a format femb never released)."""
 
     def write(backbone: nn.Module, path):
         buffer = io.BytesIO()

@@ -39,7 +39,7 @@ def in_graph_onnx_path(backbone, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def uint8_onnx_path(backbone, tmp_path_factory, legacy_uint8_export):
-    """A uint8 NHWC model as femb's earlier --normalize-in-graph wrote it."""
+    """A model with a uint8 NHWC input (a format femb never released)."""
     return legacy_uint8_export(backbone, tmp_path_factory.mktemp("m") / "tiny_u8.onnx")
 
 
@@ -117,15 +117,10 @@ def test_normalize_in_graph_model_takes_raw_float_pixels(onnx_path, in_graph_onn
     np.testing.assert_allclose(raw, expected, atol=1e-4)
 
 
-def test_older_uint8_export_reads_its_metadata(onnx_path, uint8_onnx_path, images):
-    uint8, floats = images
-    float_model = OnnxEmbedder(onnx_path, provider="cpu")
-    uint8_model = OnnxEmbedder(uint8_onnx_path, provider="cpu")
-    assert uint8_model.preprocessing.dtype == "uint8" and uint8_model.preprocessing.layout == "NHWC"
-    assert uint8_model.metadata["normalize_in_graph"] == "true"
-    expected = float_model.embed(floats)
-    np.testing.assert_allclose(uint8_model.embed(floats), expected, atol=1e-4)
-    np.testing.assert_allclose(uint8_model.embed(uint8.permute(0, 2, 3, 1).numpy()), expected, atol=1e-4)
+def test_uint8_input_model_is_refused_in_one_line(uint8_onnx_path):
+    """The uint8 NHWC input was never released: femb feeds float NCHW only and says so."""
+    with pytest.raises(ModelLoadError, match=r"input 'input' is tensor\(uint8\); femb feeds float32"):
+        OnnxEmbedder(uint8_onnx_path, provider="cpu")
 
 
 def test_flip_and_normalize(backbone, onnx_path, images):
