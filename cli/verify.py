@@ -1,23 +1,25 @@
-"""`femb verify pairs MODEL`: face-verification accuracy of an ONNX model or a checkpoint on a pairs set."""
+"""`femb verify pairs MODEL`: face-verification accuracy of an ONNX model or a checkpoint on pairs sets.
+
+The policy (operating points, calibration, drift, quality) is :mod:`femb.evaluation`'s; this
+module turns options into calls and calls into one table (:mod:`femb_cli.verify_report`).
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import math
-import re
 import sys
 import time
-import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from femb.errors import one_line
-from femb_cli import thresholds
+from femb_cli import verify_report
 from femb_cli.errors import fail
 from femb_cli.progress import progress_bar
+from femb_cli.verify_gates import check_calibration_set, check_options, exit_status, write_calibration
+from femb_cli.verify_plots import print_quality_curve, save_roc, terminal_roc
+from femb_cli.verify_sources import PairsSet, load_sets
 
 verify_app = typer.Typer(
     help="Verify a model on face pairs (10-fold accuracy, EER, AUC, TAR@FAR).",
@@ -34,28 +36,29 @@ def pairs_command(
     model: Annotated[
         Path, typer.Argument(help="An .onnx model, or a checkpoint / run directory (run through PyTorch).")
     ],
-    bin_file: Annotated[
-        Path | None,
+    bin_files: Annotated[
+        list[Path] | None,
         typer.Option(
             "--bin",
-            help="An InsightFace verification .bin (lfw.bin, cfp_fp.bin, ...).",
+            help="An InsightFace verification .bin (lfw.bin, cfp_fp.bin, ...). Every source option is "
+            "repeatable and they combine: one row per set, named by the file's stem or NAME=PATH.",
             rich_help_panel=SOURCE,
         ),
     ] = None,
-    pairs_txt: Annotated[
-        Path | None,
+    pairs_txts: Annotated[
+        list[Path] | None,
         typer.Option("--pairs", help="An LFW-style pairs.txt (needs --root).", rich_help_panel=SOURCE),
     ] = None,
-    csv_file: Annotated[
-        Path | None,
+    csv_files: Annotated[
+        list[Path] | None,
         typer.Option(
             "--csv",
             help="A CSV of path1,path2,same rows (paths relative to --root or the CSV).",
             rich_help_panel=SOURCE,
         ),
     ] = None,
-    folder: Annotated[
-        Path | None,
+    folders: Annotated[
+        list[Path] | None,
         typer.Option(
             "--folder",
             help="An image folder (one sub-folder per identity): seeded balanced pairs.",
@@ -134,7 +137,7 @@ def pairs_command(
         Path | None,
         typer.Option(
             "--csv-out",
-            help="Write the results as a one-row CSV (--csv names the pairs input).",
+            help="Write the results as CSV, one row per pairs set (--csv names a pairs input).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -149,7 +152,7 @@ def pairs_command(
     plot: Annotated[
         Path | None,
         typer.Option(
-            help="Save the ROC curve as an image (needs matplotlib: pip install femb[plot]).",
+            help="Save the ROC curves as an image (needs matplotlib: pip install femb[plot]).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -199,338 +202,114 @@ def pairs_command(
         ),
     ] = False,
 ) -> None:
-    """Embed each image of a pairs set once (and its mirror), score the pairs, report the metrics.
+    """Embed each image of every pairs set once (and its mirror), score the pairs, report the metrics:
+    one row per set, with the model's throughput and precision.
 
     A model that carries a calibrated threshold (--calibrate) is also checked against it: the FAR
     and FRR it gives on these pairs, and a warning when the FAR is more than 3× its target.
     """
-    from femb.evaluation import SIMILARITIES, VerificationEvaluator
-    from femb.inference import PROVIDER_CHOICES, ModelLoadError, OnnxEmbedder, ProviderError, open_embedder
-
-    if similarity not in SIMILARITIES:
-        raise fail(f"--similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
-    if provider.lower() not in PROVIDER_CHOICES:
-        raise fail(f"--provider must be one of {', '.join(PROVIDER_CHOICES)}, got {provider!r}")
-    if plot is not None and importlib.util.find_spec("matplotlib") is None:
-        raise fail("--plot needs matplotlib, which is not installed: pip install femb[plot]")
-    threshold = None if fail_under is None else (fail_under / 100.0 if fail_under > 1 else fail_under)
-    fars = thresholds.far_targets(far)
-
+    fars = check_options(similarity, provider, plot, far)
+    sources = {"bin": bin_files, "pairs": pairs_txts, "csv": csv_files, "folder": folders}
     # Pairs first: a wrong path should not wait for a model to load.
-    dataset, source_text, notes = _load_pairs(bin_file, pairs_txt, csv_file, folder, root, num_pairs, seed)
+    sets = load_sets(sources, root, num_pairs, seed)
     if calibrate:
-        thresholds.require_resolvable(dataset, fars[0])
-    try:
-        embedder = open_embedder(model, provider=provider, batch_size=batch_size, mean=mean, std=std, bgr=bgr)
-    except (ModelLoadError, ProviderError, ValueError) as error:
-        raise fail(str(error)) from None
-    if calibrate and not isinstance(embedder, OnnxEmbedder):
-        raise fail(f"--calibrate writes into an ONNX model; {model} is a checkpoint (export it first)")
-    stored = thresholds.stored_threshold(embedder)
-    if fail_over_far is not None and stored is None:
-        raise fail(f"--fail-over-far: {model.name} carries no calibrated threshold (see --calibrate)")
-    if embedder.note:
-        typer.echo(f"note: {embedder.note}", err=True)
-    if getattr(embedder, "assumption", ""):
-        typer.echo(f"note: {embedder.assumption}", err=True)
-    for note in notes:
-        typer.echo(f"note: {note}", err=True)
+        check_calibration_set(sets, fars[0])
+    embedder, stored = _open_model(model, provider, batch_size, mean, std, bgr, calibrate, fail_over_far)
 
-    timer = _TimedEmbed(embedder)
+    from femb.evaluation import VerificationEvaluator
+    from femb.inference.speed import Throughput, model_precision
+
     evaluator = VerificationEvaluator(
         similarity=similarity, n_folds=folds, flip=flip, far_targets=fars, batch_size=batch_size
     )
     started = time.perf_counter()
-    try:
-        pairs = evaluator.pairs_for(dataset)
-        with progress_bar("embedding the pairs' images") as update:
-            embeddings, norms = evaluator.embed(
-                timer, pairs.images, batch_size, return_norms=True, on_batch=update
-            )
-        result = evaluator.evaluate_embeddings(embeddings, pairs.pairs, pairs.issame, normalized=True)
-    except (
-        ValueError,
-        RuntimeError,
-        OSError,
-    ) as error:  # unreadable images, a model that rejects the input, ...
-        raise fail(one_line(error)) from None
-    elapsed = time.perf_counter() - started
-
-    summary = _summary(
-        result, model, embedder, source_text, len(dataset.images), flip, similarity, folds, timer, elapsed
-    )
-    points, flat = thresholds.operating_points(result, fars, folds)
-    summary.update(flat)
-    summary.update(thresholds.threshold_check(stored, result, similarity, flip))
-    quality_note = None
-    if quality_curve:
-        curve, quality_note = thresholds.quality_curve(embedder, result, norms, pairs.pairs, fars)
-        summary.update(curve)
-    _print_table(summary, embedder)
-    for key in ("model_threshold_note", "calibration_drift"):
-        if key in summary:
-            typer.echo(f"{'warning' if key == 'calibration_drift' else 'note'}: {summary[key]}", err=True)
-    if quality_note:
-        typer.echo(f"note: {quality_note}", err=True)
-    elif quality_curve:
-        thresholds.print_quality_curve(summary)
-    if roc if roc is not None else sys.stdout.isatty():
-        typer.echo(_terminal_roc(result.fpr, result.tpr, result.auc))
-    if calibrate:
-        source = _pairs_source(bin_file, pairs_txt, csv_file, folder)
-        chosen = thresholds.calibration_threshold(points, similarity, flip, source, pairs)
-        thresholds.write_calibration(model, chosen)
-        summary["calibrated"] = chosen.to_metadata()
-    _write_outputs(summary, json_out, csv_out)
-    if plot is not None:
-        _save_plot(result.fpr, result.tpr, result.auc, plot, model.name)
-        typer.echo(f"ROC curve written to {plot}")
-    if threshold is not None and not result.accuracy >= threshold:
-        raise fail(f"accuracy {result.accuracy:.4f} is below --fail-under {threshold:.4f}", code=1)
-    achieved = summary.get("far_at_model_threshold")
-    if fail_over_far is not None and not (achieved is not None and achieved <= fail_over_far):
-        shown = "not measured" if achieved is None else f"{achieved:.4g}"
-        raise fail(f"FAR at the model's threshold {shown} is above --fail-over-far {fail_over_far:g}", code=1)
-
-
-def _pairs_source(bin_file, pairs_txt, csv_file, folder) -> dict:
-    """Which kind of pairs set was given, and its path (one was, :func:`_load_pairs` checked)."""
-    for kind, path in (("bin", bin_file), ("pairs", pairs_txt), ("csv", csv_file), ("folder", folder)):
-        if path is not None:
-            return {"kind": kind, "path": path}
-    raise AssertionError("no pairs source")
-
-
-# ---------------------------------------------------------------------------------------- pairs
-def _load_pairs(bin_file, pairs_txt, csv_file, folder, root, num_pairs, seed):
-    """The chosen pairs set, a description, and notes (e.g. fewer pairs than asked)."""
-    from femb.data import (
-        ImageFolderDataset,
-        load_lfw_pairs,
-        load_pairs_csv,
-        load_verification_bin,
-        pairs_from_labelled,
-    )
-
-    chosen = [
-        name
-        for name, value in (
-            ("--bin", bin_file),
-            ("--pairs", pairs_txt),
-            ("--csv", csv_file),
-            ("--folder", folder),
-        )
-        if value is not None
-    ]
-    if len(chosen) != 1:
-        given = f" (got {', '.join(chosen)})" if chosen else ""
-        raise fail(f"give exactly one pairs source: --bin, --pairs with --root, --csv or --folder{given}")
-    if pairs_txt is not None and root is None:
-        raise fail("--pairs needs --root, the folder holding name/name_0001.jpg")
-    if root is not None and (bin_file is not None or folder is not None):
-        raise fail("--root applies to --pairs and --csv only")
-    notes: list[str] = []
-    try:
-        if bin_file is not None:
-            dataset, text = load_verification_bin(bin_file), str(bin_file)
-        elif pairs_txt is not None:
-            _require_folder(root, "--root")
-            dataset, text = load_lfw_pairs(pairs_txt, root), f"{pairs_txt} (root {root})"
-        elif csv_file is not None:
-            if root is not None:
-                _require_folder(root, "--root")
-            dataset, text = load_pairs_csv(csv_file, root), str(csv_file)
-        else:
-            _require_folder(folder, "--folder")
-            images = ImageFolderDataset(folder)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                dataset = pairs_from_labelled(images, num_pairs=num_pairs, seed=seed)
-            notes.extend(str(w.message) for w in caught)
-            text = f"{folder} ({len(images.classes)} identities, {len(images)} images, seed {seed})"
-    except (ValueError, OSError) as error:  # UnsafePickleError included: its message says why
-        raise fail(one_line(error)) from None
-    return dataset, text, notes
-
-
-def _require_folder(path: Path, option: str) -> None:
-    if not path.exists():
-        raise fail(f"{option} {path}: no such directory")
-    if not path.is_dir():
-        raise fail(f"{option} {path}: not a directory")
-
-
-# ---------------------------------------------------------------------------------------- results
-class _TimedEmbed:
-    """The embedder as ``embed_fn``, counting images and time spent in the model."""
-
-    def __init__(self, embedder):
-        self.embedder = embedder
-        self.images = 0
-        self.seconds = 0.0
-
-    def __call__(self, batch):
-        started = time.perf_counter()
-        out = self.embedder(batch)
-        self.seconds += time.perf_counter() - started
-        self.images += len(batch)
-        return out
-
-    @property
-    def rate(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
-
-
-def _summary(
-    result, model, embedder, source_text, num_images, flip, similarity, folds, timer, elapsed
-) -> dict:
-    summary: dict[str, Any] = {
+    scored = [_score_set(evaluator, embedder, pairs_set, stored, quality_curve) for pairs_set in sets]
+    reports, meters = [report for report, _ in scored], [meter for _, meter in scored]
+    rows = [report.row for report in reports]
+    total = Throughput(images=sum(m.images for m in meters), seconds=sum(m.seconds for m in meters))
+    run = {
         "model": str(model),
         "runtime": embedder.describe(),
         "provider": embedder.provider,
-        "pairs_source": source_text,
-        "num_images": int(num_images),
         "flip": bool(flip),
         "similarity": similarity,
         "n_folds": int(folds),
+        **total.to_dict(precision=model_precision(embedder)),
+        "seconds": round(time.perf_counter() - started, 3),
     }
-    summary.update(result.to_dict())
-    summary["images_per_second"] = None if math.isnan(timer.rate) else round(timer.rate, 2)
-    summary["forward_images"] = timer.images
-    summary["seconds"] = round(elapsed, 3)
-    return summary
+    if len(rows) == 1:
+        verify_report.print_set(run, rows[0])
+    else:
+        verify_report.print_sets(run, rows)
+    verify_report.print_notes(rows)
+    results = [report.result for report in reports]
+    _print_curves(sets, rows, results, quality_curve, roc if roc is not None else sys.stdout.isatty())
+    if calibrate:
+        rows[0]["calibrated"] = write_calibration(model, sets[0], reports[0].points[0], similarity, flip)
+    verify_report.write_outputs(run, rows, json_out, csv_out)
+    if plot is not None:
+        curves = [
+            (row["set"], result.fpr, result.tpr, result.auc)
+            for row, result in zip(rows, results, strict=True)
+        ]
+        save_roc(curves, plot, model.name)
+        typer.echo(f"ROC curve{'s' if len(curves) > 1 else ''} written to {plot}")
+    exit_status(rows, fail_under, fail_over_far)
 
 
-def _print_table(summary: dict, embedder) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _open_model(model, provider, batch_size, mean, std, bgr, calibrate: bool, fail_over_far):
+    """The embedder and its calibrated threshold (None when it carries none), notes printed."""
+    from femb.inference import ModelLoadError, OnnxEmbedder, ProviderError, open_embedder
 
-    def number(key: str, digits: int = 4) -> str:
-        value = summary.get(key)
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
-    accuracy, std = summary["accuracy"], summary["accuracy_std"]
-    table = Table(title="face verification", show_header=False, title_justify="left")
-    table.add_column("", style="bold")
-    table.add_column("")
-    table.add_row("model", f"{summary['model']} — {summary['runtime']}")
-    table.add_row("pairs", summary["pairs_source"])
-    table.add_row(
-        "protocol",
-        f"{summary['n_folds']}-fold, flip {'on' if summary['flip'] else 'off'}, "
-        f"{'cosine similarity' if summary['similarity'] == 'cos' else 'squared L2 distance'}",
-    )
-    table.add_row(
-        "accuracy", "n/a" if accuracy is None else f"{100 * accuracy:.2f}% ± {100 * (std or 0):.2f}%"
-    )
-    table.add_row("best threshold", number("threshold"))
-    table.add_row("EER", number("eer"))
-    table.add_row("ROC AUC", number("auc"))
-    for key in summary:
-        if re.fullmatch(r"tar_at_far_[-+.e0-9]+", key):
-            table.add_row("TAR@FAR=" + key.removeprefix("tar_at_far_"), _tar_text(summary, key))
-    table.add_row(
-        "pairs",
-        f"{summary['num_pairs']:,} ({summary['num_same']:,} same, {summary['num_different']:,} different), "
-        f"{summary['num_images']:,} images",
-    )
-    rate = summary["images_per_second"]
-    table.add_row(
-        "images/s", "n/a" if rate is None else f"{rate:,.1f} ({summary['forward_images']:,} forward passes)"
-    )
-    if "model_threshold" in summary:
-        table.add_row("model threshold", _model_threshold_text(summary))
-    # soft_wrap off and a fixed width when not a terminal: the table must not depend on $COLUMNS.
-    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 110)
-    console.print(table)
-
-
-def _tar_text(summary: dict, key: str) -> str:
-    """``0.9800 (folds 0.9750 ± 0.0100) at threshold 0.3120``: all pairs, the held-out folds, the cut."""
-    value = summary[key]
-    if value is None:
-        return "n/a (too few different pairs)"
-    text = f"{value:.4f}"
-    mean, std = summary.get(f"{key}_fold_mean"), summary.get(f"{key}_std")
-    if mean is not None and std is not None:
-        text += f" (folds {mean:.4f} ± {std:.4f})"
-    cut = summary.get(key.replace("tar_at", "threshold_at", 1))
-    return text + ("" if cut is None else f" at threshold {cut:.4f}")
-
-
-def _model_threshold_text(summary: dict) -> str:
-    text = f"{summary['model_threshold']:.4f} (FAR target {summary['model_threshold_far']:g})"
-    far, frr = summary.get("far_at_model_threshold"), summary.get("frr_at_model_threshold")
-    if far is None:
-        return text + ": not measured"
-    return text + f": FAR {far:.4g}, FRR {frr:.4g} on these pairs"
-
-
-def _terminal_roc(fpr, tpr, auc: float) -> str:
-    """The ROC curve as text: log10(FAR) on a linear axis with decade labels (plotext's own log
-    axis mislabels values below 1)."""
-
-    import numpy as np
-    import plotext as plt
-
-    fpr, tpr = np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)
-    positive = fpr[fpr > 0]
-    lowest = math.floor(math.log10(max(float(positive.min()), 1e-6))) if positive.size else -4
-    lowest = min(lowest, -1)
-    x = np.log10(np.clip(fpr, 10.0**lowest, 1.0))
-    decades = list(range(lowest, 1))
-    plt.clf()
-    plt.plotsize(72, 18)
-    plt.theme("clear")
-    plt.plot(x.tolist(), tpr.tolist(), marker="braille")
-    plt.xticks(decades, ["1" if d == 0 else f"1e{d}" for d in decades])
-    plt.xlim(lowest, 0)
-    plt.ylim(0.0, 1.0)
-    plt.title(f"ROC (AUC {auc:.4f})")
-    plt.xlabel("false accept rate")
-    plt.ylabel("true accept rate")
-    text = plt.build()
-    plt.clf()
-    # plotext ends lines with colour resets even in its colourless theme.
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
-
-
-def _save_plot(fpr, tpr, auc: float, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(5, 4.5), dpi=120)
-    axes.plot(fpr, tpr, label=f"AUC {auc:.4f}")
-    axes.set_xscale("log")
-    axes.set_xlim(left=max(1e-5, min((f for f in fpr if f > 0), default=1e-4)), right=1.0)
-    axes.set_ylim(0.0, 1.0)
-    axes.set_xlabel("false accept rate")
-    axes.set_ylabel("true accept rate")
-    axes.set_title(f"ROC — {title}")
-    axes.grid(True, which="both", alpha=0.3)
-    axes.legend(loc="lower right")
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        figure.savefig(path, bbox_inches="tight")
-    except (OSError, ValueError) as error:
-        raise fail(f"cannot write {path}: {one_line(error)}") from None
-    finally:
-        plt.close(figure)
+        embedder = open_embedder(model, provider=provider, batch_size=batch_size, mean=mean, std=std, bgr=bgr)
+        stored = getattr(embedder, "threshold", None)  # a malformed one is a ValueError
+    except (ModelLoadError, ProviderError, ValueError) as error:
+        raise fail(one_line(error)) from None
+    if calibrate and not isinstance(embedder, OnnxEmbedder):
+        raise fail(f"--calibrate writes into an ONNX model; {model} is a checkpoint (export it first)")
+    if fail_over_far is not None and stored is None:
+        raise fail(f"--fail-over-far: {model.name} carries no calibrated threshold (see --calibrate)")
+    for note in (embedder.note, getattr(embedder, "assumption", "")):
+        if note:
+            typer.echo(f"note: {note}", err=True)
+    return embedder, stored
 
 
-def _write_outputs(summary: dict, json_out: Path | None, csv_out: Path | None) -> None:
+def _score_set(evaluator, embedder, pairs_set: PairsSet, stored, quality_curve: bool):
+    """One set's report (its row named and described) and the throughput of its embedding."""
+    from femb.evaluation import report_pairs
+    from femb.inference.speed import Throughput
+
+    for note in pairs_set.notes:
+        typer.echo(f"note: {pairs_set.name}: {note}", err=True)
+    meter, started = Throughput(), time.perf_counter()
+    unit_vectors = bool(getattr(embedder, "outputs_unit_vectors", False))
     try:
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(summary, indent=2) + "\n")
-            typer.echo(f"results written to {json_out}")
-        if csv_out is not None:
-            import pandas as pd
+        with progress_bar(f"embedding the images of {pairs_set.name}") as update:
+            report = report_pairs(
+                evaluator,
+                meter.wrap(embedder),
+                pairs_set.pairs,
+                str(pairs_set.path),
+                stored,
+                quality_curve,
+                unit_vectors,
+                on_batch=update,
+            )
+    except (ValueError, RuntimeError, OSError) as error:  # unreadable images, a model that rejects them
+        raise fail(one_line(error)) from None
+    for note in report.notes:
+        typer.echo(f"note: {note}", err=True)
+    report.row = {"set": pairs_set.name, "pairs_source": pairs_set.description, **report.row}
+    report.row.update(meter.to_dict(), seconds=round(time.perf_counter() - started, 3))
+    return report, meter
 
-            csv_out.parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame([thresholds.flat_for_csv(summary)]).to_csv(csv_out, index=False)
-            typer.echo(f"results written to {csv_out}")
-    except OSError as error:
-        raise fail(f"cannot write results: {one_line(error)}") from None
+
+def _print_curves(sets, rows, results, quality_curve: bool, roc: bool) -> None:
+    for pairs_set, row, result in zip(sets, rows, results, strict=True):
+        name = pairs_set.name if len(sets) > 1 else ""
+        if quality_curve and "quality_curve" in row:
+            print_quality_curve(row, name)
+        if roc:
+            typer.echo(terminal_roc(result.fpr, result.tpr, result.auc, name))

@@ -47,6 +47,31 @@ def pair_scores(embeddings: np.ndarray, pairs: np.ndarray, similarity: str = "co
     return scores
 
 
+# Embeddings closer than this (per coordinate, after L2 normalisation) count as one embedding:
+# a real model's embeddings of different faces differ by orders of magnitude more.
+_IDENTICAL_SPREAD = 1e-6
+
+
+def require_informative(embeddings: np.ndarray, source: str = "the pairs set") -> None:
+    """A ``ValueError`` when embeddings cannot tell faces apart: any of them NaN or infinite
+    (a model with non-finite weights), or all of them the same vector (an all-zero or constant
+    model), which would score chance accuracy and look like a result."""
+    embeddings = np.asarray(embeddings)
+    if embeddings.ndim != 2 or not len(embeddings):
+        raise ValueError(f"embeddings must be [num_images, dim], got shape {embeddings.shape}")
+    bad = int((~np.isfinite(embeddings).all(axis=1)).sum())
+    if bad:
+        raise ValueError(
+            f"the model gives NaN or infinite embeddings for {bad} of the {len(embeddings)} images of "
+            f"{source}; its weights are probably not finite"
+        )
+    if len(embeddings) > 1 and float(np.ptp(embeddings, axis=0).max()) <= _IDENTICAL_SPREAD:
+        raise ValueError(
+            f"the model gives the same embedding for all {len(embeddings)} images of {source} "
+            "(an untrained, zeroed or constant model?); its verification figures would be chance"
+        )
+
+
 def _collate_images(items: list) -> torch.Tensor:
     """Stack the images of a batch; items may be image tensors or ``(image, label, ...)`` tuples."""
     images = [item[0] if isinstance(item, (tuple, list)) else item for item in items]

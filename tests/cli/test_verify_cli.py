@@ -265,9 +265,9 @@ def test_model_errors(models, bin_file, tmp_path):
 
 def test_pairs_source_errors(models, bin_file, image_root, tmp_path):
     onnx_path, _ = models
-    assert "exactly one pairs source" in assert_one_line_error(verify(onnx_path))
-    assert "exactly one pairs source" in assert_one_line_error(
-        verify(onnx_path, "--bin", bin_file, "--folder", image_root)
+    assert "at least one pairs source" in assert_one_line_error(verify(onnx_path))
+    assert "--root applies to --pairs and --csv only" in assert_one_line_error(
+        verify(onnx_path, "--bin", bin_file, "--root", image_root)
     )
     assert "--pairs needs --root" in assert_one_line_error(verify(onnx_path, "--pairs", tmp_path / "p.txt"))
     assert "does not exist" in assert_one_line_error(verify(onnx_path, "--bin", tmp_path / "none.bin"))
