@@ -375,9 +375,6 @@ def write_lfw_pairs(
         lines.append(
             f"{name_a}\t{number_a}\t{number_b}" if issame else f"{name_a}\t{number_a}\t{name_b}\t{number_b}"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    from femb.fileio import atomic_write_bytes
+
+    return atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("utf-8"), "pairs file")
