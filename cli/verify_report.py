@@ -44,7 +44,7 @@ def _protocol(run: dict) -> str:
 def _speed(run: dict) -> str:
     rate = run["images_per_second"]
     shown = "n/a" if rate is None else f"{rate:,.1f}"
-    return f"{shown} ({run['forward_images']:,} forward passes, {run['precision']})"
+    return f"{shown} ({run['forward_images']:,} forward passes, {run['precision']} model)"
 
 
 def _tar_keys(row: dict) -> list[str]:
@@ -59,7 +59,6 @@ def print_set(run: dict, row: dict) -> None:
     table.add_column("", style="bold")
     table.add_column("")
     table.add_row("model", f"{run['model']} — {run['runtime']}")
-    table.add_row("precision", run["precision"])
     table.add_row("pairs", row["pairs_source"])
     table.add_row("protocol", _protocol(run))
     table.add_row("accuracy", _accuracy(row))
