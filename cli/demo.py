@@ -51,7 +51,7 @@ def demo_command(
     from femb.training.config import TrainConfig
     from femb.training.recipe import build_datasets, prepare_run_dir
     from femb_cli.export import onnx_command
-    from femb_cli.run_training import run_with_dashboard, run_with_progress
+    from femb_cli.run_training import run_in_child, run_with_progress
     from femb_cli.verify import pairs_command
 
     config = TrainConfig(
@@ -65,6 +65,7 @@ def demo_command(
         warmup_steps=min(30, steps // 5),
         batch_size=64,
         val_pairs=1000,
+        val=f"synthetic:{DEMO_VAL_IDENTITIES}",  # the training process builds the same set as val_set below
         run_dir=str(run_dir) if run_dir else None,
         name="demo",
     )
@@ -92,7 +93,7 @@ def demo_command(
         bold=True,
     )
     if use_dashboard:
-        code = run_with_dashboard(config, folder, datasets=(train_set, val_set), exit_on_end=True)
+        code = run_in_child(config, folder, exit_on_end=True)
     else:
         code = run_with_progress(config, folder, datasets=(train_set, val_set))
     if code != 0:

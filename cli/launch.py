@@ -1,4 +1,5 @@
-"""`femb train --nproc-per-node N`: start N workers of the same command through torch.distributed.
+"""Starting training processes: the child `femb train` attaches its dashboard to (or detaches), and
+the N workers of `femb train --nproc-per-node N` through torch.distributed.
 
 The launcher is PyTorch's own elastic agent (what ``torchrun --standalone`` runs), called in
 process so that a failed worker becomes one line naming its rank instead of the agent's report.
@@ -9,9 +10,12 @@ by ``FEMB_COLLECTIVE_TIMEOUT_S``.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
+import subprocess
 import sys
+import time
 
 from femb_cli.errors import PEER_LOST_EXIT, fail
 
@@ -22,6 +26,53 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def worker_args(config, folder, resume: bool, overwrite: bool = False) -> list[str]:
+    """``femb`` arguments that train ``folder`` with ``config`` in another process: a resume
+    continues the recorded run; a new run reads the resolved options from ``RUN_DIR/launch.toml``."""
+    from femb.training.run_dir import write_toml
+
+    if resume:
+        args = ["train", "--resume", str(folder.path), "--device", config.device]
+        return args + ["--workers", str(config.workers)]
+    config.run_dir = str(folder.path)
+    launch_file = folder.path / "launch.toml"  # not a run yet: the process started with it makes it one
+    write_toml(launch_file, config.to_dict())
+    args = ["train", "--config", str(launch_file), "--run-dir", str(folder.path)]
+    return args + (["--overwrite"] if overwrite else [])
+
+
+def start_training_process(
+    config, folder, *, resume: bool, nproc: int = 1, overwrite: bool = False
+) -> tuple[subprocess.Popen, float]:
+    """Start ``python -m femb_cli.run_training train --no-dashboard …`` for ``folder``: its own
+    session (a closed terminal's SIGHUP never reaches it), output to ``RUN_DIR/train.log``, and
+    the run's lock handed over so that no other ``femb train`` can take the folder in between.
+    ``overwrite`` clears the earlier run first. Returns the process and when it started (Unix seconds).
+    """
+    from femb.training.run_dir import LOCK_FD_ENV, RunLock
+    from femb_cli.run_training import CHILD_ENV
+
+    args = [*worker_args(config, folder, resume), "--no-dashboard"]
+    args += ["--nproc-per-node", str(nproc)] if nproc > 1 else []
+    with RunLock(folder) as lock:  # refused, naming the owner's PID, when another process has it
+        if overwrite and not resume:
+            folder.clear_run()  # before a dashboard reads it: never the old run's curves
+        environment = {**os.environ, LOCK_FD_ENV: str(lock.fileno()), CHILD_ENV: "1", "PYTHONUNBUFFERED": "1"}
+        started_at = time.time()
+        with open(folder.path / "train.log", "ab" if resume else "wb") as log:
+            popen = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "femb_cli.run_training", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                pass_fds=(lock.fileno(),),
+                env=environment,
+            )
+        folder.lock_file.write_text(f"{popen.pid}\n")  # the owner from now on: the child
+    return popen, started_at
 
 
 def launch_workers(nproc: int, worker_args: list[str]) -> int:

@@ -35,7 +35,7 @@ def runs_command(
 
     Sorted by best accuracy, highest first; runs never evaluated come last.
 
-    Status: running (a process holds the run's lock), completed, stopped (also Ctrl-C), error (also NaN).
+    Status: running PID (a process holds the run's lock), completed, stopped (also Ctrl-C), error (also NaN).
 
     died: the run wrote no end and no process holds its lock (killed, out of memory, power lost).
     """
@@ -49,13 +49,28 @@ def runs_command(
 
     summaries = summarize_runs(root)
     if as_json:
-        typer.echo(json.dumps(_records(runs_frame(summaries)) if summaries else [], indent=2))
+        typer.echo(json.dumps(_records(_with_pid(runs_frame(summaries))) if summaries else [], indent=2))
     elif as_csv:
-        typer.echo(_for_export(runs_frame(summaries)).to_csv(index=False), nl=False)
+        typer.echo(_for_export(_with_pid(runs_frame(summaries))).to_csv(index=False), nl=False)
     elif not summaries:
         typer.echo(f"no runs under {root}")
     else:
-        _print_table(runs_frame(summaries))
+        _print_table(_with_pid(runs_frame(summaries)))
+
+
+def _with_pid(frame):
+    """The process training each running run (its lock's owner; the kernel said it is held)."""
+    import pandas as pd
+
+    from femb_cli.dashboard.process import lock_owner
+
+    frame = frame.copy()
+    pids = [
+        lock_owner(Path(path)) if status == "running" else None
+        for path, status in zip(frame["path"], frame["status"], strict=True)
+    ]
+    frame["pid"] = pd.array(pids, dtype="Int64")
+    return frame
 
 
 def _for_export(frame):
@@ -92,7 +107,7 @@ def _print_table(frame) -> None:
             f"{row.steps_done}/{_or_dash(row.steps_planned)}",
             _or_dash(row.best_accuracy, "{:.4f}"),
             _or_dash(row.best_step),
-            row.status,
+            f"running {row.pid}" if row.status == "running" and not _missing(row.pid) else row.status,
             _local_time(row.started),
             _duration(row.duration_s),
         )

@@ -10,7 +10,7 @@ import typer
 
 from femb.headers import head_options, list_headers, parse_head_options
 from femb.training.config import TrainConfig, normalize_head_table
-from femb.training.run_dir import RunDir, RunLock, write_toml
+from femb.training.run_dir import RunDir, RunLock
 from femb.training.runtime import launched_rank, launched_world_size
 from femb_cli.errors import fail
 
@@ -149,6 +149,13 @@ def train_command(
             rich_help_panel=RUN,
         ),
     ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            help="Train in the background and return at once (watch: femb dashboard RUN_DIR).",
+            rich_help_panel=RUN,
+        ),
+    ] = False,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -193,7 +200,7 @@ def train_command(
     options = {
         key: str(value) if isinstance(value, Path) else value
         for key, value in ctx.params.items()
-        if key not in ("config", "resume", "dashboard", "overwrite", "nproc_per_node", *HEAD_FLAGS)
+        if key not in ("config", "resume", "dashboard", "detach", "overwrite", "nproc_per_node", *HEAD_FLAGS)
     }
     # Compared by name: typer vendors its own click in recent versions.
     explicit = {key for key in options if getattr(ctx.get_parameter_source(key), "name", "") == "COMMANDLINE"}
@@ -214,38 +221,33 @@ def train_command(
             folder = None
         # Device and precision are checked before anything is written.
         resolve_amp(train_config.amp, resolve_device(train_config.device))
+        # With the dashboard or --detach the training runs in a child process of its own.
+        wants_dashboard = sys.stdout.isatty() if dashboard is None else dashboard
+        in_front = launched_world_size() == 1 and (detach or wants_dashboard)
         if nproc_per_node > 1 and launched_world_size() == 1:
             folder = folder or prepare_run_dir(train_config, overwrite=overwrite)
-            raise typer.Exit(_launch(nproc_per_node, train_config, folder, resume, dashboard, overwrite))
-        datasets = build_datasets(train_config)
+            if not in_front:
+                raise typer.Exit(_launch(nproc_per_node, train_config, folder, resume, dashboard, overwrite))
+        datasets = build_datasets(train_config) if nproc_per_node == 1 else None
         if folder is None and launched_rank() > 0:
             folder = RunDir(Path(train_config.run_dir))  # rank 0 owns and checks the folder
         folder = folder or prepare_run_dir(train_config, overwrite=overwrite)
     except ValueError as error:
         raise fail(str(error)) from None
 
-    is_primary = launched_rank() == 0
-    use_dashboard = is_primary and (sys.stdout.isatty() if dashboard is None else dashboard)
-    from femb_cli.run_training import run_with_dashboard, run_with_progress
+    from femb_cli.run_training import run_in_child, run_with_progress
 
-    runner = run_with_dashboard if use_dashboard else run_with_progress
-    code = runner(train_config, folder, datasets=datasets, resume=resume is not None, overwrite=overwrite)
-    raise typer.Exit(code)
+    options = {"resume": resume is not None, "overwrite": overwrite}
+    if in_front:
+        raise typer.Exit(run_in_child(train_config, folder, detach=detach, nproc=nproc_per_node, **options))
+    raise typer.Exit(run_with_progress(train_config, folder, datasets=datasets, **options))
 
 
 def _launch(nproc: int, train_config: TrainConfig, folder: RunDir, resume, dashboard, overwrite) -> int:
     """Start the workers of this command: the same resolved options, the same run directory."""
-    from femb_cli.launch import launch_workers
+    from femb_cli.launch import launch_workers, worker_args
 
-    if resume is not None:
-        args = ["train", "--resume", str(folder.path), "--device", train_config.device]
-        args += ["--workers", str(train_config.workers)]
-    else:
-        train_config.run_dir = str(folder.path)
-        launch_file = folder.path / "launch.toml"  # not a run yet: the workers start it
-        write_toml(launch_file, train_config.to_dict())
-        args = ["train", "--config", str(launch_file), "--run-dir", str(folder.path)]
-        args += ["--overwrite"] if overwrite else []
+    args = worker_args(train_config, folder, resume is not None, overwrite)
     if dashboard is not None:
         args.append("--dashboard" if dashboard else "--no-dashboard")
     return launch_workers(nproc, args)

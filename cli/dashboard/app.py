@@ -1,51 +1,43 @@
-"""The live training dashboard: events in, control requests out.
+"""The live training dashboard: a run directory in, control requests out.
 
-Two modes, one App:
+The training always runs in a process of its own (``femb train`` starts it as a child; ``femb
+train --detach`` or another terminal may have started it). The dashboard attaches to its run
+directory, the same way for every run: a timer tails ``RUN_DIR/metrics.jsonl`` with an
+``EventFollower`` (a finished run replays at once) and ``RUN_DIR/train.log`` for the start-up
+phases and the last lines of a crash; keys become request files in ``RUN_DIR/control/``. Closing
+the dashboard, or its terminal, never ends the training.
 
-- in process (``femb train``): ``run_training(sink, control)`` runs in a thread worker; the sink
-  only queues events (``EventFeed``) and a 4 Hz timer folds them into the ``RunState`` on the UI
-  thread; plots redraw at most twice a second.
-- attached (``femb dashboard RUN_DIR``): a timer tails ``RUN_DIR/metrics.jsonl`` with an
-  ``EventFollower`` (a finished run replays at once) and keys become request files in
-  ``RUN_DIR/control/`` for the process that trains.
-
-Quitting: ``q`` / ``ctrl+c`` while the run is live asks for confirmation, then requests a graceful
-stop and closes the dashboard once the run has ended (in attached mode ``d`` detaches instead, and
-a second ``q`` while stopping detaches). When the run ends by itself the dashboard stays open on
-the final state until ``q``, unless ``exit_on_end=True``.
+Quitting: ``q`` while the run is live asks first (stop, or detach and let it run); ``ctrl+c``
+interrupts gracefully (a checkpoint, then the run ends) and a second ``ctrl+c`` within a few
+seconds stops it at once. After a stop the dashboard closes once the run has ended. When the run
+ends by itself the dashboard stays open on the final state until ``q``, unless ``exit_on_end``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import time
-from collections.abc import Callable
+from collections import deque
 from pathlib import Path
-from typing import Any
 
-from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import Footer, Header
-from textual.worker import Worker, WorkerState
 
-from femb.training.control import TrainingControl
-from femb.training.events import Event, EventFollower, EventSink
+from femb.training.events import Event, EventFollower, LineFollower
 from femb_cli.dashboard.describe import describe_event
-from femb_cli.dashboard.feed import EventFeed
+from femb_cli.dashboard.process import ChildProcess, LockedProcess
 from femb_cli.dashboard.screens import CANCEL, DETACH, STOP, ConfirmStopScreen
 from femb_cli.dashboard.state import RunState, as_text, one_line_summary
-from femb_cli.dashboard.steering import InProcessSteering, RunDirSteering, Steering
+from femb_cli.dashboard.steering import RunDirSteering
 from femb_cli.dashboard.styles import DASHBOARD_CSS
 from femb_cli.dashboard.widgets import AccuracyPlot, ConfigPanel, LossPlot, MetricsPanel, RunLog, StatusBar
-
-RunTraining = Callable[[EventSink, TrainingControl], Any]
+from femb_cli.run_training import EXIT_CODES, parse_phase
 
 # Below this size the config panel gives way (its gist moves into the header) and the panels shrink.
 COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
+FIRST_STEP = "waiting for the first step"
 
 
 class DashboardApp(App[None]):
@@ -53,57 +45,49 @@ class DashboardApp(App[None]):
 
     BINDINGS = [
         Binding("q", "request_stop", "Stop / quit"),
-        Binding("ctrl+c", "request_stop", "Stop", show=False, priority=True),
+        Binding("ctrl+c", "interrupt", "Interrupt", show=False, priority=True),
         Binding("ctrl+q", "request_stop", "Stop", show=False, priority=True),
         Binding("s", "checkpoint", "Checkpoint"),
         Binding("e", "evaluate", "Evaluate"),
         Binding("p", "toggle_pause", "Pause / resume"),
     ]
 
-    DRAIN_INTERVAL_S = 0.25  # text widgets follow the run at 4 Hz
     PLOT_MIN_INTERVAL_S = 0.5  # plots redraw at most at 2 Hz…
     PLOT_CPU_SHARE = 0.02  # …and less often when building them would take more than ~2% of a core
     FOLLOW_INTERVAL_S = 0.5
+    HARD_STOP_WINDOW_S = 3.0  # a second Ctrl-C this soon after the first stops the run at once
+    TAIL_LINES = 12  # of train.log, shown when the training process fails
 
     def __init__(
         self,
         *,
-        run_training: RunTraining | None = None,
-        control: TrainingControl | None = None,
-        follow_run_dir: Path | None = None,
+        follow_run_dir: Path,
+        process: ChildProcess | LockedProcess | None = None,
         replay: bool = False,
         title: str | None = None,
         exit_on_end: bool = False,
     ):
         super().__init__()
-        if (run_training is None) == (follow_run_dir is None):
-            raise ValueError("give exactly one of run_training (in process) or follow_run_dir (attached)")
-        self.run_training = run_training
-        self.control = control if control is not None else TrainingControl()
-        self.follow_run_dir = Path(follow_run_dir) if follow_run_dir is not None else None
+        self.follow_run_dir = Path(follow_run_dir)
+        self.process = process if process is not None else LockedProcess(self.follow_run_dir)
         self.replay = replay
         self.exit_on_end = exit_on_end
         self.state = RunState()
-        self.feed = EventFeed()
-        self.steering: Steering = (
-            RunDirSteering(self.follow_run_dir) if self.follow_run_dir else InProcessSteering(self.control)
-        )
-        self.follower = EventFollower(self.follow_run_dir / "metrics.jsonl") if self.follow_run_dir else None
-        self.training_result: Any = None
-        self.training_error: BaseException | None = None
-        self.training_done = run_training is None
+        self.steering = RunDirSteering(self.follow_run_dir)
+        self.follower = EventFollower(self.follow_run_dir / "metrics.jsonl")
+        self.log_follower = LineFollower(self.follow_run_dir / "train.log")
+        self.log_tail: deque[str] = deque(maxlen=self.TAIL_LINES)
+        self.training_done = False  # the training process has gone
         self.stop_requested = False
+        self.detached = False  # left on purpose while the run goes on
+        self._session_started = self.process.started_at is None  # a start event of this process seen
+        self._interrupted_at: float | None = None
         self._pause_wanted = False
         self._note = ""
         self._next_plot_at = 0.0
-        self._sigterm_installed = False
         self._follow_failed = False
-        if title:
-            self.title = title
-        elif self.follow_run_dir is not None:
-            self.title = f"femb dashboard · {self.follow_run_dir.name}"
-        else:
-            self.title = "femb train"
+        self._garbage_reported = False
+        self.title = title or f"femb dashboard · {self.follow_run_dir.name}"
         self.sub_title = ""
 
     # ------------------------------------------------------------------ layout
@@ -128,14 +112,9 @@ class DashboardApp(App[None]):
         self._plots = (self.query_one(LossPlot), self.query_one(AccuracyPlot))
         self._set_compact(self.size.width, self.size.height)
         self._show_text()
-        self.set_interval(self.DRAIN_INTERVAL_S, self.drain)
-        if self.follower is not None:
-            self.follow()
-            if not self.replay:
-                self.set_interval(self.FOLLOW_INTERVAL_S, self.follow)
-        else:
-            self._install_sigterm()
-            self._train()
+        self.follow()
+        if not self.replay:
+            self.set_interval(self.FOLLOW_INTERVAL_S, self.follow)
 
     def on_resize(self, event: Resize) -> None:
         self._set_compact(event.size.width, event.size.height)
@@ -145,17 +124,15 @@ class DashboardApp(App[None]):
         self.query_one("#main").set_class(compact, "-compact")
 
     # ------------------------------------------------------------------ events in
-    @property
-    def sink(self) -> EventSink:
-        """The callable the training loop calls with each event (any thread, never blocks)."""
-        return self.feed
-
-    @work(thread=True, exit_on_error=False, name="training", group="training")
-    def _train(self) -> Any:
-        return self.run_training(self.feed, self.control)
-
     def follow(self) -> None:
-        """Read what the metrics file gained since the last look."""
+        """Read what the run directory gained since the last look; notice a process that has gone."""
+        gone = not self.training_done and self.process.gone()  # asked first: all it wrote is on disk
+        self._read_run()
+        if gone:
+            self._process_gone()
+        self._redraw_plots()
+
+    def _read_run(self) -> None:
         try:
             events = list(self.follower.poll())
         except OSError as error:  # moved, deleted or unreadable: say so, keep the last state on screen
@@ -164,18 +141,31 @@ class DashboardApp(App[None]):
             self._follow_failed = True
             return
         self._follow_failed = False
+        self._read_log()
         self.apply_events(events)
-        self._redraw_plots()
+        if self.follower.lines_read and not self.state.events_seen and not self._garbage_reported:
+            self._garbage_reported = True  # lines, yet not one event: say so, not empty panels
+            self.run_log.add(
+                f"error: {self.follower.path} holds {self.follower.lines_read} line(s) and not one femb "
+                "event: it is not a metrics file, or it is damaged",
+                "error",
+            )
+            self._note = "no readable events"
+            self._show_text()
 
-    def drain(self) -> None:
-        self.apply_events(self.feed.drain())
-        self._redraw_plots()
+    def _read_log(self) -> None:
+        for raw in self.log_follower.lines():
+            phase = parse_phase(raw)
+            if phase is None:
+                self.log_tail.append(raw.decode("utf-8", "replace").rstrip()[:300])
+            elif not self._session_started or not self.state.started:
+                self.run_log.add(f"start-up: {phase}", "action")
+                self._note = f"starting: {phase}"
+                self._show_text()
 
     def refresh_now(self) -> None:
-        """Take every queued event and redraw everything at once (tests, snapshots)."""
-        if self.follower is not None:
-            self.follow()
-        self.drain()
+        """Take everything written so far and redraw everything at once (tests, snapshots)."""
+        self.follow()
         self._redraw_plots(force=True)
 
     def apply_events(self, events: list[Event]) -> None:
@@ -187,30 +177,35 @@ class DashboardApp(App[None]):
             try:
                 self.state.apply(event)
                 kind = event.get("event")
-                described = [] if kind == "step" else describe_event(event, self._run_dir())
+                described = [] if kind == "step" else describe_event(event, self.follow_run_dir)
             except (TypeError, ValueError, ArithmeticError) as error:  # a hand-edited or foreign line
                 name = as_text(event.get("event"), 20) if isinstance(event, dict) else None
                 log.add(f"warning: skipped a malformed {name!r} event: {error}", "warning")
                 continue
-            if kind == "step":
-                continue
             for message, style in described:
                 log.add(message, style)
-            if kind == "pause":
+            if kind == "step" and self._note == FIRST_STEP:
+                self._note = ""
+            elif kind == "pause":
                 self._pause_wanted = self.state.paused
                 self._note = ""
             elif kind == "start":
-                self.stop_requested = False
-                self.sub_title = one_line_summary(self.state)
-                self._config.show(self.state)
+                self._on_start(event)
             elif kind == "end":
                 ended = True
         self._show_text()
-        if ended:
+        if ended and self._session_started:
             self._on_run_ended()
 
-    def _run_dir(self) -> Path | None:
-        return self.follow_run_dir or (Path(self.state.run_dir) if self.state.run_dir else None)
+    def _on_start(self, event: Event) -> None:
+        started_at = self.process.started_at
+        when = event.get("time")
+        if started_at is not None and isinstance(when, (int, float)) and when >= started_at - 1:
+            self._session_started = True  # earlier start events are the history of a resumed run
+        self.stop_requested = False
+        self.sub_title = one_line_summary(self.state)
+        self._config.show(self.state)
+        self._note = FIRST_STEP
 
     def _show_text(self) -> None:
         self._metrics.show(self.state)
@@ -225,44 +220,43 @@ class DashboardApp(App[None]):
         self._next_plot_at = now + max(self.PLOT_MIN_INTERVAL_S, cost / self.PLOT_CPU_SHARE)
 
     # ------------------------------------------------------------------ the end
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker.name != "training" or event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
-            return
+    def _process_gone(self) -> None:
+        """The training process has exited: its end as written, or what is known when it wrote none."""
         self.training_done = True
-        self.drain()  # everything the run emitted before returning
-        if event.state == WorkerState.ERROR:
-            self.training_error = event.worker.error
-            self.run_log.add(f"error: training failed: {self.training_error!r}", "error")
-        else:
-            self.training_result = event.worker.result
-        if self.training_error is not None:
-            # An exception wins over whatever end event came before it (a loop may report its
-            # finally-block end as "completed" while the exception is on its way out).
-            end = {
+        code = self.process.exit_code
+        wrote_end = self.state.ended and self._session_started
+        if (code is not None and code not in EXIT_CODES.values()) or not wrote_end:
+            if self.log_tail:
+                self.run_log.add(f"the last lines of {self.log_follower.path}:", "error")
+                for line in self.log_tail:
+                    self.run_log.add(f"  {line}", "error")
+        if wrote_end:
+            self._on_run_ended()
+            return
+        how = f"exited with code {code}" if code is not None else "is gone"
+        self.state.apply(
+            {
                 "event": "end",
                 "step": self.state.step,
-                "reason": "error",
-                "message": str(self.training_error),
+                "reason": "died",
+                "message": f"the training process {how} without an end event",
             }
-            self.apply_events([end])
-        elif not self.state.ended:
-            # The loop always ends with an end event; a bare run_training may not.
-            reason = "stopped" if self.stop_requested else "completed"
-            self.apply_events([{"event": "end", "step": self.state.step, "reason": reason, "message": ""}])
-        else:
-            self._on_run_ended()
+        )
+        self.run_log.add(f"died at step {self.state.step}: the training process {how}", "error")
+        self._session_started = True
+        self._on_run_ended()
 
     def _on_run_ended(self) -> None:
         self._redraw_plots(force=True)  # the final curves, whatever the redraw budget says
         self._note = "press q to quit"
         self._show_text()
-        if (self.exit_on_end or self.stop_requested) and self.training_done:
+        if self.exit_on_end or self.stop_requested:
             self.exit()
 
     # ------------------------------------------------------------------ requests out
     @property
     def run_live(self) -> bool:
-        return not self.state.ended and not (self.training_done and self.run_training is not None)
+        return not self.training_done and not (self.state.ended and self._session_started)
 
     def action_request_stop(self) -> None:
         if not self.run_live:
@@ -271,15 +265,10 @@ class DashboardApp(App[None]):
         if isinstance(self.screen, ConfirmStopScreen):
             return
         if self.stop_requested:
-            if self.steering.attached:
-                self.exit()  # detach: the other process stops by itself
-            else:
-                self.notify("stopping: waiting for the loop to finish its step and save a checkpoint")
+            self._detach()  # the run stops by itself
             return
-        run_dir = self.state.run_dir or (str(self.follow_run_dir) if self.follow_run_dir else None)
-        self.push_screen(
-            ConfirmStopScreen(attached=self.steering.attached, run_dir=run_dir), self._answer_stop
-        )
+        run_dir = self.state.run_dir or str(self.follow_run_dir)
+        self.push_screen(ConfirmStopScreen(attached=True, run_dir=run_dir), self._answer_stop)
 
     def _answer_stop(self, answer: str | None) -> None:
         if answer == STOP:
@@ -289,12 +278,37 @@ class DashboardApp(App[None]):
             self.run_log.add("stop requested: the run saves a checkpoint and ends", "action")
             self._show_text()
         elif answer == DETACH:
-            self.exit()
+            self._detach()
         elif answer in (CANCEL, None):
             pass
 
+    def _detach(self) -> None:
+        self.detached = True
+        self.exit()
+
+    def action_interrupt(self) -> None:
+        """Ctrl-C: a graceful stop (checkpoint, then exit); again within a few seconds: at once."""
+        if not self.run_live:
+            self.exit()
+            return
+        now = time.monotonic()
+        if self._interrupted_at is not None and now - self._interrupted_at <= self.HARD_STOP_WINDOW_S:
+            self.process.stop_hard()
+            # A second signal a moment later: the first may only have asked, if the run had not yet
+            # read the graceful request.
+            self.set_timer(1.0, self.process.stop_hard)
+            self._note = "stopping at once…"
+            self.run_log.add("second Ctrl-C: stopping at once, without a final checkpoint", "warning")
+        else:
+            self.steering.interrupt()
+            self._note = "interrupting… (Ctrl-C again: at once)"
+            self.run_log.add("interrupt requested: the run saves a checkpoint and ends", "action")
+        self._interrupted_at = now
+        self.stop_requested = True
+        self._show_text()
+
     async def action_quit(self) -> None:
-        # ctrl+q and the command palette's quit: never leave a training thread running unasked.
+        # ctrl+q and the command palette's quit ask first, as q does.
         self.action_request_stop()
 
     def _refuse_when_ended(self) -> bool:
@@ -323,54 +337,18 @@ class DashboardApp(App[None]):
         self.run_log.add(f"{'pause' if self._pause_wanted else 'resume'} requested", "action")
         self._show_text()
 
-    # ------------------------------------------------------------------ process plumbing
-    def _install_sigterm(self) -> None:
-        # SIGTERM (a scheduler's kill) stops the in-process run gracefully, as it does without a dashboard.
-        try:
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGTERM, lambda: self.control.request_stop("terminated")
-            )
-            self._sigterm_installed = True
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
-
-    def _remove_sigterm(self) -> None:
-        if self._sigterm_installed:
-            self._sigterm_installed = False
-            try:
-                asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-
-    def on_unmount(self) -> None:
-        # The interpreter waits for the training thread at exit: make sure it has been asked to end.
-        if not self.training_done and not self.control.stop_requested:
-            self.control.request_stop("interrupted")
-        self._remove_sigterm()
-
 
 def create_dashboard_app(
     *,
-    run_training: RunTraining | None = None,
-    control: TrainingControl | None = None,
-    follow_run_dir: Path | None = None,
+    follow_run_dir: Path,
+    process: ChildProcess | LockedProcess | None = None,
     replay: bool = False,
     title: str | None = None,
     exit_on_end: bool = False,
 ) -> DashboardApp:
-    """The dashboard for the CLI and the tests.
-
-    In process: ``run_training(sink, control)`` is called in a worker thread and must pass ``sink``
-    to the loop as a callback and ``control`` as its control channel; its return value ends up in
-    ``app.training_result`` (an exception in ``app.training_error``). Attached: ``follow_run_dir``
-    is a run directory whose ``metrics.jsonl`` is followed (``replay=True``: read once, no
-    following).
-    """
+    """The dashboard for the CLI and the tests: ``follow_run_dir`` is a run directory whose
+    ``metrics.jsonl`` is followed (``replay=True``: read once, no following). ``process`` is the
+    training process when this command started it (default: whoever holds the run's lock)."""
     return DashboardApp(
-        run_training=run_training,
-        control=control,
-        follow_run_dir=follow_run_dir,
-        replay=replay,
-        title=title,
-        exit_on_end=exit_on_end,
+        follow_run_dir=follow_run_dir, process=process, replay=replay, title=title, exit_on_end=exit_on_end
     )

@@ -2,8 +2,10 @@
 
 The loop calls ``poll()`` between steps. Requests come from the dashboard (in process), from
 signals (Ctrl-C, SIGTERM), or from another process through request files in
-``<run_dir>/control/`` (``stop``, ``checkpoint``, ``evaluate``, ``pause``, ``resume``), which is
-how ``femb dashboard RUN`` steers a run it is attached to.
+``<run_dir>/control/`` (``stop``, ``interrupt``, ``checkpoint``, ``evaluate``, ``pause``, ``resume``),
+which is how the dashboard and ``femb stop RUN`` steer a run: the training always runs in a
+process of its own. ``interrupt`` is the dashboard's Ctrl-C: a graceful stop that ends the run as
+Ctrl-C does in a terminal (reason ``interrupted``), where ``stop`` ends it as ``stopped``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-REQUESTS = ("stop", "checkpoint", "evaluate", "pause", "resume")
+REQUESTS = ("stop", "interrupt", "checkpoint", "evaluate", "pause", "resume")
 
 
 @dataclass
@@ -85,6 +87,8 @@ class TrainingControl:
             request.unlink(missing_ok=True)
             if name == "stop":
                 self.request_stop("stopped")
+            elif name == "interrupt":
+                self.request_stop("interrupted")
             elif name == "checkpoint":
                 self.request_checkpoint()
             elif name == "evaluate":

@@ -57,26 +57,46 @@ def read_events(path: str | os.PathLike) -> list[Event]:
     return list(EventFollower(path).poll())
 
 
-class EventFollower:
-    """Reads a growing ``metrics.jsonl`` incrementally, like ``tail -f`` without blocking."""
+class LineFollower:
+    """Reads a growing file incrementally, like ``tail -f`` without blocking: complete lines only.
+
+    A file that shrank (replaced or truncated by a new run in the same folder) is read again
+    from its start.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._offset = 0
         self._partial = b""
 
-    def poll(self) -> Iterator[Event]:
-        """The events appended since the last call. Lines that are torn, not JSON, not an object,
-        or not UTF-8 are skipped: a metrics file damaged by a crash or by hand never stops a reader."""
+    def lines(self) -> list[bytes]:
+        """The complete lines appended since the last call (a half-written last one waits)."""
         try:
             with open(self.path, "rb") as handle:
+                if os.fstat(handle.fileno()).st_size < self._offset:
+                    self._offset, self._partial = 0, b""
                 handle.seek(self._offset)
                 chunk = handle.read()
                 self._offset = handle.tell()
         except (FileNotFoundError, IsADirectoryError):
-            return
+            return []
         lines = (self._partial + chunk).split(b"\n")
         self._partial = lines.pop()  # b"" when the chunk ended with a newline
+        return lines
+
+
+class EventFollower(LineFollower):
+    """Reads a growing ``metrics.jsonl`` incrementally; ``lines_read`` counts every line, event or not."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path)
+        self.lines_read = 0
+
+    def poll(self) -> Iterator[Event]:
+        """The events appended since the last call. Lines that are torn, not JSON, not an object,
+        or not UTF-8 are skipped: a metrics file damaged by a crash or by hand never stops a reader."""
+        lines = self.lines()
+        self.lines_read += sum(1 for line in lines if line.strip())
         for line in lines:
             event = parse_event_line(line)
             if event is not None:

@@ -153,7 +153,7 @@ class RunLock:
             return self
         path = self.run_dir.lock_file
         try:
-            handle = open(path, "a+")  # noqa: SIM115 - held open for the life of the lock
+            handle = _inherited_lock(path) or open(path, "a+")  # noqa: SIM115 - held for the lock's life
         except OSError as error:
             raise ValueError(
                 f"run directory {self.run_dir.path}: cannot create its lock ({error.strerror})"
@@ -178,6 +178,10 @@ class RunLock:
         self._handle = handle
         return self
 
+    def fileno(self) -> int:
+        """The held lock's descriptor (to hand the lock to a child process, see ``LOCK_FD_ENV``)."""
+        return self._handle.fileno()
+
     def release(self) -> None:
         if self._handle is not None:
             self._handle.close()  # closing the descriptor releases the flock
@@ -188,6 +192,29 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# The descriptor of a run's lock handed to this process by the one that started it (`femb train`
+# with the dashboard starts the training as a child): the lock never lapses in between.
+LOCK_FD_ENV = "FEMB_RUN_LOCK_FD"
+
+
+def _inherited_lock(path: Path):
+    """A duplicate of the inherited lock descriptor when it is open on ``path``; else None.
+
+    ``flock`` belongs to the open file, so the duplicate holds the same lock and closing it (a
+    ``RunLock`` released) leaves the lock with the inherited descriptor until this process ends.
+    """
+    value = os.environ.get(LOCK_FD_ENV, "")
+    if not value.isdigit():
+        return None
+    try:
+        held, wanted = os.fstat(int(value)), os.stat(path)
+    except OSError:
+        return None
+    if (held.st_dev, held.st_ino) != (wanted.st_dev, wanted.st_ino):
+        return None
+    return os.fdopen(os.dup(int(value)), "a+")
 
 
 def _read_pid(handle) -> int | None:

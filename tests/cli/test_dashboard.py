@@ -1,4 +1,4 @@
-"""The live dashboard: pilots in process and attached, keys → control, the CLI, snapshots."""
+"""The live dashboard: pilots attached to a run directory, keys → control, the CLI, snapshots."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import functools
 import io
 import json
 import math
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +19,10 @@ from typer.testing import CliRunner
 
 from femb.training.control import TrainingControl
 from femb.training.events import Event, EventSink
+from femb.training.run_dir import RunDir, RunLock
+from femb.training.sinks.metrics_file import JsonlSink
 from femb_cli.dashboard import DashboardApp, create_dashboard_app
+from femb_cli.dashboard.process import ChildProcess
 from femb_cli.dashboard.screens import ConfirmStopScreen
 from femb_cli.dashboard.widgets import ConfigPanel, MetricsPanel, RunLog, StatusBar
 from femb_cli.main import app as cli_app
@@ -140,28 +145,21 @@ def write_events(path: Path, events: list[Event], mode: str = "w") -> None:
 
 
 class FakeTraining:
-    """A stand-in for ``model.fit``: emits a run's first events, then obeys control until stopped.
+    """A stand-in for the training process: emits a run's first events, then obeys control until stopped.
 
     Between "steps" it polls the control like the real loop: checkpoint and evaluation requests
     become events, pause toggles become pause events, stop ends the run with a last checkpoint.
     ``finish=True`` ends by itself (completed) instead of waiting.
     """
 
-    def __init__(self, steps: int = 100, finish: bool = False, fail: BaseException | None = None):
+    def __init__(self, steps: int = 100, finish: bool = False, run_dir: str = "runs/demo"):
         self.steps = steps
         self.finish = finish
-        self.fail = fail
+        self.run_dir = run_dir
         self.ready = threading.Event()
-        self.thread_name: str | None = None
 
     def __call__(self, sink: EventSink, control: TrainingControl) -> str:
-        self.thread_name = threading.current_thread().name
-        if self.fail is not None:
-            sink(start_event())
-            # As a loop's finally block may: an end event claiming success, then the exception.
-            sink({"event": "end", "time": 0.0, "step": 0, "reason": "completed", "message": ""})
-            raise self.fail
-        for event in synthetic_run(self.steps):
+        for event in synthetic_run(self.steps, run_dir=self.run_dir):
             sink(event)
         step = self.steps
         self.ready.set()
@@ -182,14 +180,14 @@ class FakeTraining:
         while time.monotonic() < deadline:
             requests = control.poll()
             if requests.checkpoint:
-                sink(checkpoint_event(step, "manual"))
+                sink(checkpoint_event(step, "manual", self.run_dir))
             if requests.evaluate:
                 sink(eval_event(step, accuracy=0.5, is_best=False))
             if control.paused != paused and not requests.stop:
                 paused = control.paused
                 sink({"event": "pause", "time": 0.0, "paused": paused, "step": step})
             if requests.stop:
-                sink(checkpoint_event(step, "last"))
+                sink(checkpoint_event(step, "last", self.run_dir))
                 sink(
                     {
                         "event": "end",
@@ -197,12 +195,46 @@ class FakeTraining:
                         "step": step,
                         "reason": control.stop_reason,
                         "message": "stopped on request",
-                        "resume_command": "femb train --resume runs/demo",
+                        "resume_command": f"femb train --resume {self.run_dir}",
                     }
                 )
                 return control.stop_reason
             time.sleep(0.005)
         raise TimeoutError("FakeTraining was never stopped")
+
+
+class FakeRun:
+    """FakeTraining on the far side of a run directory, as the training process is: it holds the
+    run's lock, appends to ``metrics.jsonl`` and reads ``control/``; the lock goes when it ends."""
+
+    def __init__(self, run_dir: Path, training: FakeTraining):
+        self.run_dir, self.training = run_dir, training
+        self.control = TrainingControl(run_dir / "control")
+        self.result: str | None = None
+        self._locked = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> FakeRun:
+        self.thread.start()
+        self._locked.wait(10)
+        return self
+
+    def _run(self) -> None:
+        with RunLock(RunDir(self.run_dir).create()):
+            self._locked.set()
+            sink = JsonlSink(self.run_dir / "metrics.jsonl")
+            try:
+                self.result = self.training(sink, self.control)
+            finally:
+                sink.close()
+
+    @property
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+
+def fake_run(tmp_path: Path, **options) -> FakeRun:
+    return FakeRun(tmp_path, FakeTraining(run_dir=str(tmp_path), **options)).start()
 
 
 def screen_text(app) -> str:
@@ -247,24 +279,18 @@ def widget_text(app: DashboardApp, widget_type) -> str:
     return console.export_text()
 
 
-def stop_training(control: TrainingControl) -> None:
-    control.request_stop("stopped")
-
-
-# ---------------------------------------------------------------------------------------- in process
+# ---------------------------------------------------------------------------------------- a live run
 
 
 @pytest.mark.parametrize("size", [WIDE, COMPACT], ids=["120x40", "80x24"])
 @run_async
-async def test_in_process_events_update_every_widget(size):
-    training = FakeTraining(steps=100)
-    control = TrainingControl()
-    app = create_dashboard_app(run_training=training, control=control, title="femb train · demo")
+async def test_a_live_run_updates_every_widget(tmp_path, size):
+    run = fake_run(tmp_path, steps=100)
+    app = create_dashboard_app(follow_run_dir=tmp_path, title="femb train · demo")
     async with app.run_test(size=size) as pilot:
-        await wait_for(pilot, lambda: training.ready.is_set() and app.state.step == 100)
+        await wait_for(pilot, lambda: run.training.ready.is_set() and app.state.step == 100)
         app.refresh_now()
         await pilot.pause()
-        assert training.thread_name != threading.main_thread().name  # the loop runs off the UI thread
         bar = app.query_one(StatusBar).query_one("ProgressBar")
         assert (bar.progress, bar.total) == (100, 400)
         metrics = widget_text(app, MetricsPanel)
@@ -282,39 +308,50 @@ async def test_in_process_events_update_every_widget(size):
         else:
             assert not app.query_one(ConfigPanel).display  # its gist is in the header instead
             assert "mobilefacenet_small" in app.sub_title
-        stop_training(control)
-        await wait_for(pilot, lambda: app.training_done)
+        run.control.request_stop("stopped")
+        await wait_for(pilot, lambda: app.training_done)  # its lock is free: the process has gone
 
 
-@pytest.mark.parametrize("key", ["q", "ctrl+c"])
 @run_async
-async def test_quit_asks_first_then_stops_gracefully(key):
-    training = FakeTraining()
-    control = TrainingControl()
-    app = create_dashboard_app(run_training=training, control=control)
+async def test_quit_asks_first_then_stops_gracefully(tmp_path):
+    run = fake_run(tmp_path)
+    app = create_dashboard_app(follow_run_dir=tmp_path)
     async with app.run_test(size=COMPACT) as pilot:
-        await wait_for(pilot, training.ready.is_set)
+        await wait_for(pilot, run.training.ready.is_set)
         log = app.query_one(RunLog)
-        await pilot.press(key)
+        await pilot.press("q")
         assert isinstance(app.screen, ConfirmStopScreen)
         await pilot.press("n")
-        assert not isinstance(app.screen, ConfirmStopScreen) and not control.stop_requested
-        await pilot.press(key)
+        assert not isinstance(app.screen, ConfirmStopScreen) and not (tmp_path / "control" / "stop").exists()
+        await pilot.press("q")
         await pilot.press("y")
-        assert control.stop_requested and control.stop_reason == "stopped"
         await wait_for(pilot, lambda: app.return_code is not None)  # closes once the run has ended
-    assert app.state.ended and app.state.end["reason"] == "stopped"
-    assert app.training_result == "stopped"
-    assert "resume with: femb train --resume runs/demo" in log.lines_text
+    assert run.control.stop_reason == "stopped" and run.result == "stopped"
+    assert app.state.ended and app.state.end["reason"] == "stopped" and not app.detached
+    assert f"resume with: femb train --resume {tmp_path}" in log.lines_text
 
 
 @run_async
-async def test_keys_request_checkpoint_evaluation_and_pause():
-    training = FakeTraining()
-    control = TrainingControl()
-    app = create_dashboard_app(run_training=training, control=control)
+async def test_ctrl_c_interrupts_gracefully_without_asking(tmp_path):
+    run = fake_run(tmp_path)
+    app = create_dashboard_app(follow_run_dir=tmp_path)
+    async with app.run_test(size=COMPACT) as pilot:
+        await wait_for(pilot, run.training.ready.is_set)
+        log = app.query_one(RunLog)
+        await pilot.press("ctrl+c")
+        assert not isinstance(app.screen, ConfirmStopScreen)
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert run.result == "interrupted"  # the run's own Ctrl-C ending: exit status 130, with a checkpoint
+    assert app.state.end["reason"] == "interrupted"
+    assert any("checkpoint (last)" in line for line in log.lines_text)
+
+
+@run_async
+async def test_keys_request_checkpoint_evaluation_and_pause(tmp_path):
+    run = fake_run(tmp_path)
+    app = create_dashboard_app(follow_run_dir=tmp_path)
     async with app.run_test(size=WIDE) as pilot:
-        await wait_for(pilot, training.ready.is_set)
+        await wait_for(pilot, lambda: run.training.ready.is_set() and app.state.step == 100)
         app.refresh_now()
         evals_before = len(app.state.accuracy_curve)
         await pilot.press("s")
@@ -325,72 +362,54 @@ async def test_keys_request_checkpoint_evaluation_and_pause():
         await wait_for(pilot, lambda: len(app.state.accuracy_curve) == evals_before + 1)
         assert app.state.best_eval["accuracy"] > 0.5  # a worse evaluation leaves the best alone
         await pilot.press("p")
-        assert control.paused
-        await wait_for(pilot, lambda: app.state.paused)
+        await wait_for(pilot, lambda: run.control.paused and app.state.paused)
         assert "paused" in screen_text(app)
         await pilot.press("p")
-        assert not control.paused
-        await wait_for(pilot, lambda: not app.state.paused)
-        assert not control.stop_requested
-        stop_training(control)
+        await wait_for(pilot, lambda: not run.control.paused and not app.state.paused)
+        assert not run.control.stop_requested
+        run.control.request_stop("stopped")
         await wait_for(pilot, lambda: app.training_done)
 
 
 @run_async
-async def test_a_finished_run_stays_on_screen_until_q():
-    training = FakeTraining(finish=True)
-    control = TrainingControl()
-    app = create_dashboard_app(run_training=training, control=control)
+async def test_a_finished_run_stays_on_screen_until_q(tmp_path):
+    run = fake_run(tmp_path, finish=True)
+    app = create_dashboard_app(follow_run_dir=tmp_path)
     async with app.run_test(size=COMPACT) as pilot:
         await wait_for(pilot, lambda: app.training_done and app.state.ended)
         assert app.return_code is None and "completed" in screen_text(app)
         await pilot.press("s")  # nothing to ask of an ended run
-        assert not control.poll().checkpoint
+        assert not (tmp_path / "control" / "checkpoint").exists()
         await pilot.press("q")  # no confirmation needed any more
         await wait_for(pilot, lambda: app.return_code is not None)
-    assert app.training_result == "completed"
+    assert run.result == "completed"
 
 
 @run_async
-async def test_exit_on_end_closes_by_itself():
-    app = create_dashboard_app(run_training=FakeTraining(finish=True), exit_on_end=True)
+async def test_exit_on_end_closes_by_itself(tmp_path):
+    fake_run(tmp_path, finish=True)
+    app = create_dashboard_app(follow_run_dir=tmp_path, exit_on_end=True)
     async with app.run_test(size=COMPACT) as pilot:
         await wait_for(pilot, lambda: app.return_code is not None)
     assert app.state.end["reason"] == "completed"
 
 
 @run_async
-async def test_a_crashing_run_is_reported_not_raised():
-    app = create_dashboard_app(run_training=FakeTraining(fail=RuntimeError("CUDA out of memory")))
+async def test_a_crashing_process_shows_its_last_lines_and_died(tmp_path):
+    """A training process that exits with an error and no end event: the end state says so, and
+    the log pane shows the last lines of its train.log (the traceback)."""
+    write_events(tmp_path / "metrics.jsonl", synthetic_run(steps=3, run_dir=str(tmp_path)))
+    crash = "print('Traceback (most recent call last):'); print('RuntimeError: CUDA out of memory'); exit(1)"
+    with open(tmp_path / "train.log", "wb") as log:
+        popen = subprocess.Popen([sys.executable, "-c", crash], stdout=log, stderr=subprocess.STDOUT)
+    app = create_dashboard_app(follow_run_dir=tmp_path, process=ChildProcess(popen, started_at=0.0))
     async with app.run_test(size=COMPACT) as pilot:
         await wait_for(pilot, lambda: app.training_done)
         await pilot.pause()
-        assert isinstance(app.training_error, RuntimeError)
-        assert app.state.end["reason"] == "error"
-        assert any("CUDA out of memory" in line for line in app.query_one(RunLog).lines_text)
-        assert app.return_code is None
-
-
-@run_async
-async def test_sink_never_drops_evaluations_when_the_ui_lags():
-    app = create_dashboard_app(run_training=lambda sink, control: None)
-    feed = app.feed
-    feed.max_pending_steps = 10
-    for step in range(1, 101):
-        feed(step_event(step))
-        if step % 25 == 0:
-            feed(eval_event(step))
-    events = feed.drain()
-    assert [e["step"] for e in events if e["event"] == "eval"] == [25, 50, 75, 100]
-    assert sum(e["event"] == "step" for e in events) < 100 and events[-2]["step"] == 100
-    assert feed.coalesced > 0
-
-
-def test_factory_needs_exactly_one_source(tmp_path):
-    with pytest.raises(ValueError, match="exactly one"):
-        create_dashboard_app()
-    with pytest.raises(ValueError, match="exactly one"):
-        create_dashboard_app(run_training=lambda sink, control: None, follow_run_dir=tmp_path)
+        lines = app.query_one(RunLog).lines_text
+        assert app.state.end["reason"] == "died" and "exited with code 1" in app.state.end["message"]
+        assert any("CUDA out of memory" in line for line in lines)
+        assert app.return_code is None  # stays on screen: the user reads what happened
 
 
 # ---------------------------------------------------------------------------------------- attached

@@ -1,12 +1,9 @@
-"""The dashboard's state, without Textual: folding events, curves, formatting, the feed."""
+"""The dashboard's state, without Textual: folding events, curves, formatting."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
-from femb_cli.dashboard.feed import EventFeed
 from femb_cli.dashboard.state import (
     EMA_BETA,
     MAX_POINTS,
@@ -77,26 +74,6 @@ def test_format_duration():
         "1m05s",
         "3h02m",
     )
-
-
-def test_feed_takes_events_from_many_threads_and_never_drops_the_rare_ones():
-    feed = EventFeed(max_pending_steps=50)
-
-    def produce(offset: int) -> None:
-        for step in range(1000):
-            feed({"event": "step", "step": offset + step})
-            if step % 100 == 0:
-                feed({"event": "checkpoint", "step": offset + step})
-
-    threads = [threading.Thread(target=produce, args=(offset,)) for offset in (0, 10_000)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    events = feed.drain()
-    assert sum(event["event"] == "checkpoint" for event in events) == 20
-    assert sum(event["event"] == "step" for event in events) <= 50 + 20  # coalesced behind each rare event
-    assert feed.drain() == []
 
 
 def test_config_summary_shows_any_heads_options_from_the_config():
