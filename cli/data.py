@@ -169,7 +169,7 @@ def pairs_command(
 ) -> None:
     """Draw balanced, seeded verification pairs from IMAGE_FOLDER: LFW pairs.txt and/or a .bin."""
     from femb.data import ImageFolderDataset, pairs_from_labelled, write_verification_bin
-    from femb.data.pairs import lfw_order, write_lfw_pairs
+    from femb.data.pairs import lfw_image_names, lfw_order, write_lfw_pairs
     from femb.data.recordio_dataset import encode_face
 
     if pairs_out is None and bin_out is None:
@@ -178,13 +178,8 @@ def pairs_command(
         folder = ImageFolderDataset(image_folder)
         pairs = lfw_order(pairs_from_labelled(folder, num_pairs=num_pairs, seed=seed), folds=folds)
         sample_of = pairs.images.indices  # pair image k is folder sample sample_of[k]
-        first_of: dict[int, int] = {}  # label -> its first sample: LFW numbers images 1, 2, ... per identity
-        for index, label in enumerate(folder.labels):
-            first_of.setdefault(label, index)
         if pairs_out is not None:
-            names = [
-                (folder.classes[folder.labels[s]], s - first_of[folder.labels[s]] + 1) for s in sample_of
-            ]
+            names = lfw_image_names(folder.root, [folder.samples[s][0] for s in sample_of])
             write_lfw_pairs(pairs_out, pairs, names)
             typer.echo(f"wrote {len(pairs)} pairs in {folds} folds to {pairs_out}")
         if bin_out is not None:

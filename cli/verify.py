@@ -223,7 +223,8 @@ def pairs_command(
         similarity=similarity, n_folds=folds, flip=flip, far_targets=fars, batch_size=batch_size
     )
     started = time.perf_counter()
-    scored = [_score_set(evaluator, embedder, pairs_set, stored, quality_curve) for pairs_set in sets]
+    named = len(sets) > 1  # notes name their set only when there are several
+    scored = [_score_set(evaluator, embedder, s, stored, quality_curve, named) for s in sets]
     reports, meters = [report for report, _ in scored], [meter for _, meter in scored]
     rows = [report.row for report in reports]
     total = Throughput(images=sum(m.images for m in meters), seconds=sum(m.seconds for m in meters))
@@ -276,13 +277,14 @@ def _open_model(model, provider, batch_size, mean, std, bgr, calibrate: bool, fa
     return embedder, stored
 
 
-def _score_set(evaluator, embedder, pairs_set: PairsSet, stored, quality_curve: bool):
+def _score_set(evaluator, embedder, pairs_set: PairsSet, stored, quality_curve: bool, named: bool):
     """One set's report (its row named and described) and the throughput of its embedding."""
     from femb.evaluation import report_pairs
     from femb.inference.speed import Throughput
 
+    prefix = f"{pairs_set.name}: " if named else ""
     for note in pairs_set.notes:
-        typer.echo(f"note: {pairs_set.name}: {note}", err=True)
+        typer.echo(f"note: {prefix}{note}", err=True)
     meter, started = Throughput(), time.perf_counter()
     unit_vectors = bool(getattr(embedder, "outputs_unit_vectors", False))
     try:
@@ -300,7 +302,7 @@ def _score_set(evaluator, embedder, pairs_set: PairsSet, stored, quality_curve: 
     except (ValueError, RuntimeError, OSError) as error:  # unreadable images, a model that rejects them
         raise fail(one_line(error)) from None
     for note in report.notes:
-        typer.echo(f"note: {note}", err=True)
+        typer.echo(f"note: {prefix}{note}", err=True)
     report.row = {"set": pairs_set.name, "pairs_source": pairs_set.description, **report.row}
     report.row.update(meter.to_dict(), seconds=round(time.perf_counter() - started, 3))
     return report, meter

@@ -5,13 +5,13 @@ Every image leaves this package as a float32 ``3×112×112`` RGB tensor, ``(x - 
 
 from femb.data.errors import DataFormatError
 from femb.data.imagefolder import IMAGE_EXTENSIONS, ImageFolderDataset
+from femb.data.labelled_pairs import pairs_from_labelled
 from femb.data.pairs import (
     PairsDataset,
     PathImages,
     SubsetImages,
     load_lfw_pairs,
     load_pairs_csv,
-    pairs_from_labelled,
 )
 from femb.data.recordio import IndexedRecordWriter, RecordIOWriter, pack_record, unpack_record
 from femb.data.recordio_dataset import (

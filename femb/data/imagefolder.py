@@ -38,7 +38,7 @@ class ImageFolderDataset(LabelledFaces):
     With DataLoader workers each worker keeps its own count. ``on_error="raise"``: an
     :class:`ImageLoadError` whose one-line message names the file. :meth:`find_unreadable`
     decodes every file once so that a pair builder can leave the bad ones out before it draws
-    (see :func:`femb.data.pairs.pairs_from_labelled`).
+    (see :func:`femb.data.labelled_pairs.pairs_from_labelled`).
 
     ``cache=True`` decodes every image once, at construction, into one uint8 ``N×3×112×112``
     tensor (37 KB per image: right for small sets such as ORL, not for millions of images).

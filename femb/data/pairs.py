@@ -5,7 +5,8 @@ embeds each unique image once, then scores pairs by index. Builders:
 
 - :func:`load_lfw_pairs`: LFW ``pairs.txt`` + an image root (``name/name_0001.jpg``);
 - :func:`load_pairs_csv`: ``path1,path2,same`` rows;
-- :func:`pairs_from_labelled`: a seeded, balanced protocol over any dataset with ``labels``;
+- :func:`femb.data.labelled_pairs.pairs_from_labelled`: a seeded, balanced protocol over any
+  dataset with ``labels``;
 - :func:`femb.data.verification_bin.load_verification_bin`: InsightFace ``.bin`` files.
 
 Pair order matters for k-fold accuracy (folds are contiguous, as in LFW): the builders emit
@@ -15,7 +16,7 @@ orders in which every contiguous fold is balanced.
 from __future__ import annotations
 
 import os
-import warnings
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from femb.data.transforms import load_image, to_face_tensor
+from femb.data.imagefolder import IMAGE_EXTENSIONS
+from femb.data.transforms import image_files, load_image, to_face_tensor
 
 
 class PathImages(Dataset):
@@ -124,6 +126,9 @@ def load_lfw_pairs(
     """LFW's ``pairs.txt``: a header ``folds n`` (or ``n``: one fold), then ``folds × 2n`` lines,
     ``name i j`` (same person) or ``name1 i name2 j``; images at ``root/name/name_0001.jpg``.
 
+    Image ``i`` of ``name`` is ``root/name``'s image number ``i`` as :func:`numbered_images` counts
+    them: LFW's own names, whatever their extension, or for other file names the i-th image in
+    sorted order (the numbering ``femb data pairs`` writes, so what femb writes, femb reads back).
     The file's order is kept, so femb's contiguous 10-fold split is exactly LFW's 10 folds.
     """
     pairs_txt, root, ext = Path(pairs_txt), Path(image_root), ext.lstrip(".")
@@ -144,11 +149,17 @@ def load_lfw_pairs(
     if len(header) > 2:
         raise ValueError(f"{pairs_txt}:1: expected a header 'folds n' or 'n', got {' '.join(header)!r}")
 
+    listed: dict[str, dict[int, Path]] = {}  # per identity: its images by number
+
     def image(name: str, number: str, line_no: int) -> Path:
         try:
-            return root / name / f"{name}_{int(number):04d}.{ext}"
+            index = int(number)
         except ValueError:
             raise ValueError(f"{pairs_txt}:{line_no}: image number {number!r} is not an integer") from None
+        if name not in listed:
+            listed[name] = numbered_images(root / name, name)
+        # Not there: LFW's name, which the missing-images error then reports.
+        return listed[name].get(index, root / name / f"{name}_{index:04d}.{ext}")
 
     path_pairs, issame = [], []
     for line_no, tokens in enumerate(body, start=2):
@@ -169,6 +180,32 @@ def load_lfw_pairs(
             f"{len(path_pairs)}"
         )
     return pairs_from_paths(path_pairs, issame, name=pairs_txt.stem, source=pairs_txt)
+
+
+def numbered_images(folder: Path, name: str) -> dict[int, Path]:
+    """Image number → file of one identity's folder, as a pairs.txt numbers them: by the number in
+    LFW's ``name_0001.jpg`` names when every image there carries one (each number once), else
+    1, 2, ... in the order an image folder lists them (sorted paths). Empty for no such folder."""
+    files = image_files(folder, IMAGE_EXTENSIONS) if folder.is_dir() else []
+    pattern = re.compile(re.escape(name) + r"_(\d{4,})")
+    found = [pattern.fullmatch(f.stem) if f.parent == folder else None for f in files]
+    numbers = [int(match.group(1)) for match in found if match]
+    if len(numbers) == len(files) and len(set(numbers)) == len(files):
+        return dict(zip(numbers, files, strict=True))
+    return dict(enumerate(files, start=1))
+
+
+def lfw_image_names(root: str | os.PathLike, paths: Sequence[str | os.PathLike]) -> list[tuple[str, int]]:
+    """``(identity, number)`` of each image under ``root/identity/``, numbered as
+    :func:`numbered_images` numbers them, so that :func:`load_lfw_pairs` finds the same files."""
+    root, numbers = Path(root), {}
+    names = []
+    for path in map(Path, paths):
+        identity = path.relative_to(root).parts[0]
+        if identity not in numbers:
+            numbers[identity] = {file: n for n, file in numbered_images(root / identity, identity).items()}
+        names.append((identity, numbers[identity][path]))
+    return names
 
 
 _TRUE = {"1", "true", "yes", "t", "y"}
@@ -217,127 +254,6 @@ def load_pairs_csv(csv_path: str | os.PathLike, root: str | os.PathLike | None =
     return pairs_from_paths(path_pairs, issame, name=csv_path.stem, source=csv_path)
 
 
-def _same_pairs(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    order = np.argsort(labels, kind="stable")
-    _, starts, sizes = np.unique(labels[order], return_index=True, return_counts=True)
-    per_class = sizes * (sizes - 1) // 2
-    total = int(per_class.sum())
-    count = min(count, total)
-    if total <= 4 * count or total <= 2_000_000:
-        # Few enough to list them all and choose without replacement.
-        chunks = []
-        for start, size in zip(starts, sizes, strict=True):
-            if size > 1:
-                i, j = np.triu_indices(size, k=1)
-                chunks.append(np.stack([order[start + i], order[start + j]], axis=1))
-        everything = np.concatenate(chunks)
-        return everything[np.sort(rng.choice(total, size=count, replace=False))]
-    # Large sets: sample classes by their number of pairs, then two distinct members; drop repeats.
-    weights = per_class / total
-    found: dict[tuple[int, int], None] = {}
-    while len(found) < count:
-        need = count - len(found)
-        classes = rng.choice(len(sizes), size=2 * need, p=weights)
-        a = rng.integers(0, sizes[classes])
-        b = rng.integers(0, sizes[classes] - 1)
-        b = b + (b >= a)
-        i, j = order[starts[classes] + a], order[starts[classes] + b]
-        for pair in zip(np.minimum(i, j).tolist(), np.maximum(i, j).tolist(), strict=True):
-            found.setdefault(pair, None)
-            if len(found) == count:
-                break
-    return np.array(list(found), dtype=np.int64)
-
-
-def _different_pairs(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    n = len(labels)
-    sizes = np.bincount(np.unique(labels, return_inverse=True)[1])
-    total = (n * (n - 1) - int((sizes * (sizes - 1)).sum())) // 2
-    count = min(count, total)
-    if total <= 4 * count:
-        i, j = np.triu_indices(n, k=1)
-        keep = labels[i] != labels[j]
-        everything = np.stack([i[keep], j[keep]], axis=1)
-        return everything[np.sort(rng.choice(total, size=count, replace=False))]
-    found: dict[tuple[int, int], None] = {}
-    while len(found) < count:
-        need = count - len(found)
-        a = rng.integers(0, n, size=2 * need + 16)
-        b = rng.integers(0, n, size=2 * need + 16)
-        keep = labels[a] != labels[b]
-        for pair in zip(np.minimum(a, b)[keep].tolist(), np.maximum(a, b)[keep].tolist(), strict=True):
-            found.setdefault(pair, None)
-            if len(found) == count:
-                break
-    return np.array(list(found), dtype=np.int64)
-
-
-def pairs_from_labelled(dataset: Dataset, num_pairs: int = 3000, seed: int = 0) -> PairsDataset:
-    """A balanced verification protocol over any dataset with ``labels``: ``num_pairs // 2``
-    same-identity pairs and as many different-identity pairs, distinct and chosen by ``seed``
-    alone; pairs alternate same/different so every contiguous fold is balanced.
-
-    When the dataset has fewer distinct same (or different) pairs than asked, both halves shrink
-    to the smaller number (with a warning). Images come from ``dataset[i][0]``; a dataset with
-    ``train=True`` flips at random, which the flip-summed protocol does not see.
-    """
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
-        raise ValueError(f"{type(dataset).__name__} has no 'labels'; cannot build verification pairs")
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if int(num_pairs) < 2:
-        raise ValueError(f"num_pairs must be at least 2, got {num_pairs}")
-    # Unreadable images leave before any pair is drawn: a stand-in image (of whatever identity)
-    # under the bad file's label would turn a "same" pair into two people.
-    readable = _readable_indices(dataset, len(labels))
-    labels = labels[readable]
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x9A125]))
-    half = int(num_pairs) // 2
-    same = readable[_same_pairs(labels, half, rng)] if len(labels) else np.empty((0, 2), np.int64)
-    different = readable[_different_pairs(labels, half, rng)] if len(labels) else np.empty((0, 2), np.int64)
-    if len(same) == 0 or len(different) == 0:
-        raise ValueError(
-            f"{type(dataset).__name__} with {len(labels)} images and {len(np.unique(labels))} identities "
-            "cannot give both same-identity and different-identity pairs"
-        )
-    count = min(len(same), len(different))
-    if count < half:
-        warnings.warn(
-            f"only {count} same and {count} different pairs are available (asked for {half} of each)",
-            stacklevel=2,
-        )
-    same = same[rng.permutation(len(same))[:count]]
-    different = different[rng.permutation(len(different))[:count]]
-    pairs = np.empty((2 * count, 2), dtype=np.int64)
-    pairs[0::2], pairs[1::2] = same, different
-    issame = np.zeros(2 * count, dtype=bool)
-    issame[0::2] = True
-    used, compact = np.unique(pairs, return_inverse=True)
-    return PairsDataset(
-        SubsetImages(dataset, used.tolist()),
-        compact.reshape(-1, 2),
-        issame,
-        name=f"{type(dataset).__name__}-pairs",
-    )
-
-
-def _readable_indices(dataset: Dataset, count: int) -> np.ndarray:
-    """Indices ``0..count-1`` less those ``dataset.find_unreadable()`` names (with a warning that
-    counts them); all of them for a dataset that cannot tell (synthetic faces always decode)."""
-    find_unreadable = getattr(dataset, "find_unreadable", None)
-    bad = sorted(set(find_unreadable())) if callable(find_unreadable) else []
-    if bad:
-        first = getattr(dataset, "first_bad_reason", None) or getattr(dataset, "first_bad_path", None)
-        where = getattr(dataset, "root", None)
-        warnings.warn(
-            f"skipped {len(bad)} unreadable image{'s' if len(bad) != 1 else ''} of {count}"
-            f"{f' in {where}' if where is not None else ''} before drawing pairs"
-            f"{f' (first: {first})' if first else ''}",
-            stacklevel=3,
-        )
-    return np.setdiff1d(np.arange(count, dtype=np.int64), np.asarray(bad, dtype=np.int64))
-
-
 def lfw_order(pairs: PairsDataset, folds: int = 10) -> PairsDataset:
     """The same pairs in LFW's order: ``folds`` contiguous folds of ``n`` same-identity pairs then
     ``n`` different ones (``n`` = the smaller half // folds; the rest is dropped)."""
@@ -369,6 +285,11 @@ def write_lfw_pairs(
     per_fold = int(np.argmin(pairs.issame)) if not pairs.issame.all() else same
     if per_fold == 0 or same % per_fold or len(pairs) != 2 * same:
         raise ValueError(f"{pairs.name}: pairs are not in LFW order (use lfw_order first)")
+    spaced = next((name for name, _ in image_names if not name or len(name.split()) != 1), None)
+    if spaced is not None:
+        raise ValueError(
+            f"identity name {spaced!r} is empty or holds whitespace, which a pairs.txt cannot carry"
+        )
     lines = [f"{same // per_fold}\t{per_fold}"]
     for (a, b), issame in zip(pairs.pairs.tolist(), pairs.issame.tolist(), strict=True):
         (name_a, number_a), (name_b, number_b) = image_names[a], image_names[b]

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from femb.data.pairs import PairsDataset, pairs_from_labelled
+from femb.data.labelled_pairs import pairs_from_labelled
+from femb.data.pairs import PairsDataset
 from femb.data.transforms import hflip
 from femb.evaluation.metrics import VerificationResult, verification_metrics
 
