@@ -17,6 +17,7 @@ from rich.text import Text
 import femb
 from femb_cli.dashboard_cmd import dashboard_command
 from femb_cli.data import data_app
+from femb_cli.data_align import align_command, ijb_synthetic_command
 from femb_cli.demo import demo_command
 from femb_cli.embed import embed_command
 from femb_cli.export import export_app
@@ -25,6 +26,7 @@ from femb_cli.runs import runs_command
 from femb_cli.stop import stop_command
 from femb_cli.train import train_command, train_epilog
 from femb_cli.verify import verify_app
+from femb_cli.verify_ijb import ijb_command
 
 
 def _version(value: bool) -> None:
@@ -107,6 +109,9 @@ def build_app() -> typer.Typer:
     root_app.command("demo")(demo_command)
     root_app.command("embed")(embed_command)
     root_app.add_typer(export_app, name="export")
+    verify_app.command("ijb")(ijb_command)
+    data_app.command("align")(align_command)
+    data_app.command("ijb-synthetic")(ijb_synthetic_command)
     root_app.add_typer(verify_app, name="verify")
     root_app.add_typer(data_app, name="data")
     return root_app

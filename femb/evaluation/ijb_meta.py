@@ -34,7 +34,7 @@ class IjbMeta:
     names: np.ndarray  # image name per face (object array of str)
     templates: np.ndarray  # int64 template id per face
     medias: np.ndarray  # int64 media id per face
-    landmarks: np.ndarray  # float32 N×5×2
+    landmarks: np.ndarray  # float64 N×5×2
     scores: np.ndarray  # float32 detector score per face
     pairs: np.ndarray  # int64 P×2 template ids, in the pair list's order
     labels: np.ndarray  # int8 per pair: 1 genuine, 0 impostor
@@ -95,7 +95,7 @@ def read_name_5pts_score(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarra
     values = table.iloc[:, 1:].to_numpy(dtype=np.float64)
     if not np.isfinite(values).all():
         _scan(path, _check_points_line)
-    landmarks = values[:, :10].reshape(-1, 5, 2).astype(np.float32)
+    landmarks = values[:, :10].reshape(-1, 5, 2)
     return table["name"].to_numpy(dtype=object), landmarks, values[:, 10].astype(np.float32)
 
 
