@@ -45,8 +45,8 @@ from femb.data import ImageFolderDataset, RecordIODataset, pack_image_folder
 from femb.data.transforms import image_files
 
 BATCH = 64
-# Seconds per training step at batch 32 on this 2-core CPU (forward + backward + SGD), measured
-# with femb's own loop; override with --step-seconds NAME=SECONDS.
+# Seconds per training step at batch 32 (forward + backward + SGD) with femb's own loop, from the
+# machine of benchmarks/RESULTS.md's input-pipeline section; override with --step-seconds NAME=SECONDS.
 STEP_SECONDS = {"iresnet50": 15.0, "mobilefacenet": 2.9}
 STEP_BATCH = 32
 

@@ -107,7 +107,7 @@ def mobilefacenet(embed_dim: int = 512, **kwargs) -> MobileFaceNet:
 @register_backbone
 def mobilefacenet_small(embed_dim: int = 128, **kwargs) -> MobileFaceNet:
     """0.31M parameters at D=128: the CPU default until ``mobilefacenet_fast`` (same stages from
-    28×28 on, about 2.7× faster per CPU step); kept for its checkpoints and tests."""
+    28×28 on, faster per CPU step); kept for its checkpoints and tests."""
     kwargs.setdefault("blocks", (1, 2, 2, 1))
     kwargs.setdefault("scale", 1)
     kwargs.setdefault("expansion", 64)
@@ -129,7 +129,7 @@ class MobileFaceNetFast(nn.Module):
       separable (3×3 depthwise with stride 2, then a 1×1 to 64 channels at 28×28) instead of an
       inverted residual that expands at 56×56;
     - on a CPU the input is made ``channels_last``, oneDNN's native layout, so no conv reorders
-      its input and output (about 1.25× on its own; the weights keep their layout);
+      its input and output (the weights keep their layout; its share: benchmarks/RESULTS.md);
     - unchanged: MobileFaceNet's blocks at 28×28, 14×14 and 7×7 (``blocks`` per stage, as
       ``mobilefacenet_small``: 2, 2, 1), PReLU (ReLU was faster still but scored lower) and the
       GDC embedding tail.
@@ -171,7 +171,7 @@ class MobileFaceNetFast(nn.Module):
 
 @register_backbone
 def mobilefacenet_fast(embed_dim: int = 128, **kwargs) -> MobileFaceNetFast:
-    """0.30M parameters at D=128, about 2.7× faster per CPU training step than
-    ``mobilefacenet_small`` at accuracy within seed noise of it: the CPU default
-    (see :class:`MobileFaceNetFast`)."""
+    """0.30M parameters at D=128, faster per CPU training step than ``mobilefacenet_small`` at
+    accuracy within seed noise of it: the CPU default (see :class:`MobileFaceNetFast`; the
+    figures are in benchmarks/RESULTS.md)."""
     return MobileFaceNetFast(embed_dim, **kwargs)

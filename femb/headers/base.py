@@ -222,8 +222,8 @@ def adacos_scale(num_classes: int) -> float:
     target about −30): the loss is s·(max_j cosθ_j − target), a hinge with slope s that weighs
     every sample alike. Its gradient first spreads the features (they grow correlated, and their
     cosines to the many centres not yet trained widen), so the hardest negative's cosine rises
-    faster than the target's and the loss climbs (46 → 70 over 50 steps at batch 16 and 200
-    classes, even with m = 0; ``benchmarks/bench_first_steps.py``). √2·ln(C − 1) is the scale
+    faster than the target's and the loss climbs for tens of steps, even with m = 0
+    (``benchmarks/bench_first_steps.py``; figures in benchmarks/RESULTS.md). √2·ln(C − 1) is the scale
     at which a target at 90° still gets a useful, sample-dependent gradient. It depends on the
     number of classes only, so it is fixed when the head is built and recorded as ``s`` in the
     spec (a class-sharded head is built from the full head's spec, so every shard agrees). With
