@@ -9,8 +9,9 @@ result goes to a plain ``torch.nn.CrossEntropyLoss``.
 Class centres stay unit-norm *in place*
 ---------------------------------------
 Normalising the full ``C×D`` weight through autograd every step (``F.normalize(weight)``) costs
-about 3× a plain ``linear + cross_entropy`` step at C=100k on CPU: the normalised copy, its
-backward and the projection of the gradient all touch ``C×D`` floats. Instead, in training mode
+several plain ``linear + cross_entropy`` steps at C=100k on CPU (``benchmarks/bench_heads.py``;
+figures in benchmarks/RESULTS.md): the normalised copy, its backward and the projection of the
+gradient all touch ``C×D`` floats. Instead, in training mode
 the rows of ``weight`` are divided by their norms under ``no_grad`` before the matmul (only when
 ``weight`` changed since the last time: after an optimizer step, ``load_state_dict`` or a device
 move), and ``weight`` itself is then used as the unit centres (as opensphere does).
