@@ -9,7 +9,7 @@ result goes to a plain ``torch.nn.CrossEntropyLoss``.
 Class centres stay unit-norm *in place*
 ---------------------------------------
 Normalising the full ``C×D`` weight through autograd every step (``F.normalize(weight)``) costs
-several plain ``linear + cross_entropy`` steps at C=100k on CPU (``benchmarks/bench_heads.py``;
+more than twice a plain ``linear + cross_entropy`` step at C=100k on CPU (``benchmarks/bench_heads.py``;
 figures in benchmarks/RESULTS.md): the normalised copy, its backward and the projection of the
 gradient all touch ``C×D`` floats. Instead, in training mode
 the rows of ``weight`` are divided by their norms under ``no_grad`` before the matmul (only when
