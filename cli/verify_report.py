@@ -166,16 +166,19 @@ def flat_for_csv(row: dict) -> dict:
 
 
 def write_outputs(run: dict, rows: list[dict], json_out: Path | None, csv_out: Path | None) -> None:
+    """--json and --csv-out, each written whole or not at all (never over a device or a FIFO)."""
+    from femb.fileio import atomic_write_bytes
+
     try:
         if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(json_document(run, rows), indent=2) + "\n")
+            text = json.dumps(json_document(run, rows), indent=2) + "\n"
+            atomic_write_bytes(json_out, text.encode("utf-8"), "results file")
             typer.echo(f"results written to {json_out}")
         if csv_out is not None:
             import pandas as pd
 
-            csv_out.parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame([flat_for_csv({**run, **row}) for row in rows]).to_csv(csv_out, index=False)
+            table = pd.DataFrame([flat_for_csv({**run, **row}) for row in rows])
+            atomic_write_bytes(csv_out, table.to_csv(index=False).encode("utf-8"), "results file")
             typer.echo(f"results written to {csv_out}")
-    except OSError as error:
+    except (OSError, ValueError) as error:  # a full disk, a target that is no regular file
         raise fail(f"cannot write results: {one_line(error)}") from None

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import torch
 from cli_helpers import assert_one_line_error
+from hypothesis import given
+from hypothesis import strategies as st
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
@@ -143,3 +145,30 @@ def test_refuses_models_whose_embeddings_are_nan_or_identical(setup, tmp_path):
     onnx.save(graph, str(tmp_path / "nan.onnx"))
     line = assert_one_line_error(verify(tmp_path / "nan.onnx", "--bin", setup["a"], "--folds", "2"))
     assert "NaN or infinite embeddings for 20 of the 20 images" in line
+
+
+def test_results_are_not_written_over_a_fifo(setup, tmp_path):
+    import os
+    import stat
+
+    fifo = tmp_path / "results.json"
+    os.mkfifo(fifo)
+    line = assert_one_line_error(verify(setup["onnx"], "--bin", setup["b"], "--folds", "2", "--json", fifo))
+    assert "cannot write results" in line and str(fifo) in line
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+@given(
+    name=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,11}", fullmatch=True),
+    path=st.text("abc/._-=0", min_size=1, max_size=20).filter(lambda p: p.strip("/") and "\x00" not in p),
+)
+def test_set_names_split_from_name_equals_path(name, path):
+    """NAME=PATH names a set; a path alone is named after its stem, '=' in the path kept."""
+    from pathlib import Path
+
+    from femb_cli.verify_sources import split_name
+
+    assert split_name(Path(f"{name}=/nonexistent/{path}")) == (name, Path(f"/nonexistent/{path}"))
+    plain = Path("/nonexistent") / path
+    if "=" not in str(plain):
+        assert split_name(plain) == (plain.stem or plain.name, plain)
