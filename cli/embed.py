@@ -56,9 +56,20 @@ def embed_command(
         bool | None,
         typer.Option("--bgr/--rgb", help="Colour order the model takes.", rich_help_panel=MODEL_INPUT),
     ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the run's summary (counts, precision, images/s) as JSON."),
+    ] = None,
 ) -> None:
     """Embed every image of IMAGES with MODEL; write paths, raw norms and embeddings to one file."""
-    from femb.inference import PROVIDER_CHOICES, InferenceError, ModelLoadError, ProviderError, open_embedder
+    from femb.inference import (
+        PROVIDER_CHOICES,
+        InferenceError,
+        ModelLoadError,
+        ProviderError,
+        Throughput,
+        open_embedder,
+    )
 
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise fail(f"--output must end in .npy or .parquet, got {output.name}")
@@ -75,8 +86,9 @@ def embed_command(
         raise fail(str(error)) from None
     for note in model_notes(embedder):
         typer.echo(f"note: {note}", err=True)
+    meter = Throughput()
     try:
-        kept, vectors, skipped = embed_paths(embedder, paths, batch_size, flip)
+        kept, vectors, skipped = embed_paths(embedder, paths, batch_size, flip, meter)
     except (InferenceError, ValueError) as error:
         raise fail(str(error)) from None
     if not kept:
@@ -86,6 +98,20 @@ def embed_command(
         f"embedded {len(kept):,} images ({vectors.shape[1]}-d, {embedder.describe()}) → {output}"
         + (f"; skipped {len(skipped):,} unreadable" if skipped else "")
     )
+    typer.echo(f"model: {embedder.precision}, {meter.describe()} (time in the model, flip included)")
+    if json_out is not None:
+        summary = {
+            "model": str(model),
+            "output": str(output),
+            "runtime": embedder.describe(),
+            "provider": embedder.provider,
+            "images": len(kept),
+            "skipped": len(skipped),
+            "embed_dim": int(vectors.shape[1]),
+            "flip": bool(flip),
+            **meter.to_dict(precision=embedder.precision),
+        }
+        _write_json(json_out, summary)
     for path, reason in skipped[:5]:
         typer.echo(f"skipped {path}: {reason}", err=True)
     if len(skipped) > 5:
@@ -120,8 +146,12 @@ def collect_images(spec: str) -> list[Path]:
     raise fail(f"{spec}: no such folder, list file or image, and not a glob pattern")
 
 
-def embed_paths(embedder, paths: list[Path], batch_size: int, flip: bool):
-    """Raw embeddings of the readable images, batched, with a progress bar; the unreadable ones listed."""
+def embed_paths(embedder, paths: list[Path], batch_size: int, flip: bool, meter=None):
+    """Raw embeddings of the readable images, batched, with a progress bar; the unreadable ones listed.
+
+    ``meter``: a :class:`femb.inference.Throughput` that counts the images and the time in the model."""
+    import contextlib
+
     import numpy as np
     import torch
 
@@ -141,7 +171,9 @@ def embed_paths(embedder, paths: list[Path], batch_size: int, flip: bool):
                 except (ValueError, OSError) as error:  # ImageLoadError is a ValueError
                     skipped.append((path, str(error)))
             if faces:
-                chunks.append(embedder.embed(torch.stack(faces), flip=flip))
+                batch = torch.stack(faces)
+                with meter.timing(len(batch)) if meter is not None else contextlib.nullcontext():
+                    chunks.append(embedder.embed(batch, flip=flip))
                 kept.extend(names)
             update(min(start + batch_size, len(paths)), len(paths))
     vectors = np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
@@ -176,6 +208,17 @@ def write_embeddings(output: Path, paths: list[Path], vectors, normalize: bool =
         atomic_write_bytes(output, buffer.getvalue())
     except OSError as error:
         raise fail(f"cannot write {output}: {error}") from None
+
+
+def _write_json(path: Path, summary: dict) -> None:
+    import json
+
+    from femb.fileio import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, (json.dumps(summary, indent=2) + "\n").encode())
+    except OSError as error:
+        raise fail(f"cannot write {path}: {error}") from None
 
 
 def _require_parquet_engine() -> None:

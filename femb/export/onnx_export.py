@@ -45,6 +45,7 @@ from femb.export.graph import (
     opset_of,
     output_dim,
 )
+from femb.export.int8 import Int8Options, Int8Report, int8_stage
 from femb.export.metadata import build_metadata, set_metadata
 from femb.export.parity import DEFAULT_PARITY_BATCHES, ParityResult, check_parity, face_batch, format_cosine
 from femb.export.source import ExportSource, check_output, default_output_path, name_from_path, resolve_source
@@ -62,6 +63,10 @@ class ParityError(ExportError):
     def __init__(self, message: str, report: ExportReport):
         super().__init__(message)
         self.report = report
+
+
+class GateError(ParityError):
+    """The int8 model verifies worse than its fp32 twin beyond the gate; ``report.int8`` has the figures."""
 
 
 @dataclass
@@ -85,6 +90,11 @@ class ExportReport:
     export_seconds: float = 0.0
     source: str | None = None
     notes: list[str] = field(default_factory=list)
+    int8: Int8Report | None = None
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.int8 is not None else "fp16" if self.fp16 else "fp32"
 
     @property
     def min_cosine(self) -> float:
@@ -125,6 +135,8 @@ class ExportReport:
             "file_size": self.file_size,
             "export_seconds": self.export_seconds,
             "metadata": dict(self.metadata),
+            "precision": self.precision,
+            "int8": None if self.int8 is None else self.int8.to_dict(),
         }
 
 
@@ -142,6 +154,7 @@ def export_onnx(
     run_name: str | None = None,
     on_stage: Callable[[int, int, str], None] | None = None,
     any_suffix: bool = False,
+    int8: Int8Options | None = None,
 ) -> ExportReport:
     """Export the backbone of ``source`` to ``output`` and check it.
 
@@ -154,6 +167,9 @@ def export_onnx(
     (export, checker, one parity batch each), for a progress display. ``any_suffix``: allow an
     ``output`` that does not end in ``.onnx``. An output that is the source, or inside the
     source's run folder, is always refused (:func:`~femb.export.source.check_output`).
+    ``int8``: write the statically quantized int8 model instead, once it has passed its gate
+    against the checked fp32 model (:mod:`femb.export.int8`); a :class:`GateError` (nothing
+    written) when it fails, unless ``int8.force``.
 
     Raises :class:`~femb.checkpoint.CheckpointError` for an unreadable source,
     :class:`ExportError` when export or ``onnx.checker`` fails, :class:`ParityError` when the
@@ -162,6 +178,8 @@ def export_onnx(
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; choices: {', '.join(EXPORTERS)}")
     opset = check_opset(opset, exporter)
+    if int8 is not None and fp16:
+        raise ValueError("int8 and fp16 exclude each other: an int8 model is quantized from the fp32 one")
     if not parity_batches or any(int(b) < 1 for b in parity_batches):
         raise ValueError(f"parity_batches must be positive batch sizes, got {parity_batches}")
     bound = (
@@ -182,7 +200,7 @@ def export_onnx(
     graph = ExportGraph(graph_backbone, fp16=fp16, normalize_in_graph=normalize_in_graph).eval()
     dummy = _dummy_input(2, normalize_in_graph)
 
-    stages = 2 + len(parity_batches)
+    stages = 2 + len(parity_batches) + (int8 is not None)
     stage = on_stage or (lambda done, total, name: None)
     notes: list[str] = []
     used = "dynamo" if exporter == "dynamo" else "torchscript"
@@ -246,7 +264,6 @@ def export_onnx(
         stage(2 + index, stages, f"parity, batch of {batch}")
 
     report.parity = check_parity(data, reference, parity_batches, parity_stage)
-    stage(stages, stages, "parity done")
     report.export_seconds = time.perf_counter() - started
     if not report.parity_ok:
         raise ParityError(
@@ -254,10 +271,26 @@ def export_onnx(
             f"(max |difference| {report.max_abs_diff:.3g}); {output} was not written",
             report,
         )
+    if int8 is not None:
+        stage(stages - 1, stages, "int8: quantize, gate, throughput")
+        data, report.int8 = int8_stage(data, meta, int8, normalize_in_graph)
+        report.metadata, report.file_size = {**meta, **report.int8.metadata()}, len(data)
+        report.export_seconds = time.perf_counter() - started
+        if not report.int8.gate.passed and not int8.force:
+            failed = _gate_text(report.int8.gate)
+            raise GateError(f"int8 gate failed ({failed}); {output} was not written", report)
+    stage(stages, stages, "done")
     atomic_write_bytes(output, data)
     report.path = output
     return report
 
+
+
+def _gate_text(result) -> str:
+    return (
+        f"accuracy {100 * result.fp32_accuracy:.2f}% → {100 * result.int8_accuracy:.2f}%, "
+        f"TAR@FAR=1e-3 {100 * result.fp32_tar:.2f}% → {100 * result.int8_tar:.2f}%"
+    )
 
 
 def _source_path(source: Any) -> str | None:
@@ -276,6 +309,7 @@ __all__ = [
     "ExportError",
     "ExportReport",
     "ExportSource",
+    "GateError",
     "ParityError",
     "ParityResult",
     "check_parity",
