@@ -164,12 +164,17 @@ def _is_ours(error: OSError, tmp_name: str) -> bool:
 _ROOM_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO}
 
 
-def _failed(path: Path, cause: OSError, existed: bool) -> WriteFailedError:
-    kept = "the previous file is intact" if existed else "nothing was written"
+def write_failure(path: str | os.PathLike, cause: OSError, kept: str) -> WriteFailedError:
+    """One line for a write the file system refused: the path, the reason, the free space when the
+    room is what ran out, and what is left (``kept``: "the previous file is intact", …)."""
     reason = cause.strerror or type(cause).__name__
     if cause.errno in _ROOM_ERRORS or cause.errno is None:
         reason += f"; {free_space(path)} on its file system"
     return WriteFailedError(cause.errno, f"{path}: could not be written ({reason}); {kept}")
+
+
+def _failed(path: Path, cause: OSError, existed: bool) -> WriteFailedError:
+    return write_failure(path, cause, "the previous file is intact" if existed else "nothing was written")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, what: str = "file") -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import tomli_w
 
-from femb.fileio import atomic_write_bytes
+from femb.fileio import atomic_write_bytes, write_failure
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -131,6 +132,8 @@ def read_toml(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError as error:  # a binary file: TOML is UTF-8 text
+        raise ValueError(f"{path}: not a TOML text file (byte {error.start} is not UTF-8)") from None
 
 
 class RunLock:
@@ -171,10 +174,15 @@ class RunLock:
         previous = _read_pid(handle)
         if previous and previous != os.getpid():
             self.stale_owner = previous
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except OSError as error:  # a full disk or a file-size limit: said with the path and the room
+            with contextlib.suppress(OSError):  # closing retries the write that just failed
+                handle.close()
+            raise write_failure(path, error, "the run's other files are intact") from None
         self._handle = handle
         return self
 

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from femb.fileio import write_failure
 from femb.training.events import Event, json_safe
 
 
@@ -26,11 +27,17 @@ class JsonlSink:
 
     def __call__(self, event: Event) -> None:
         line = json.dumps(json_safe(event), default=str) + "\n"
-        self._file.write(line.encode("utf-8"))  # one write per event: a line is whole or torn, never mixed
-        self._file.flush()
+        try:
+            self._file.write(line.encode("utf-8"))  # one write per event: whole or torn, never mixed
+            self._file.flush()
+        except OSError as error:
+            raise write_failure(self.path, error, "its earlier lines are intact") from None
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:  # the unflushed line of a write that failed, already reported by __call__
+            pass
 
 
 def _cut_torn_tail(path: Path, window: int = 1 << 16) -> None:

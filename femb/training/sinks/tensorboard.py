@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
+from femb.fileio import write_failure
 from femb.training.events import Event
 
 STEP_SCALARS = {
@@ -30,10 +32,21 @@ class TensorBoardSink:
     def __init__(self, log_dir: str | os.PathLike, projector: ProjectorSource | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        _quiet_writer_thread_errors()
+        self.log_dir = log_dir
+        try:
+            self.writer = SummaryWriter(log_dir=str(log_dir))
+        except OSError as error:
+            raise write_failure(log_dir, error, "the run's other files are intact") from None
         self.projector = projector
 
     def __call__(self, event: Event) -> None:
+        try:
+            self._write(event)
+        except OSError as error:  # tensorboard's writer thread met a full disk: said once, here
+            raise write_failure(self.log_dir, error, "the run's other files are intact") from None
+
+    def _write(self, event: Event) -> None:
         kind = event["event"]
         if kind == "step":
             for key, tag in STEP_SCALARS.items():
@@ -61,3 +74,19 @@ class TensorBoardSink:
 
     def close(self) -> None:
         self.writer.close()
+
+
+_default_excepthook = threading.excepthook
+
+
+def _quiet_writer_thread_errors() -> None:
+    """tensorboard's writer thread dies on a full disk, printing a traceback, and raises the same
+    error again in the main thread at the next write, where it becomes one line: keep only that."""
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+            return
+        _default_excepthook(args)
+
+    if threading.excepthook is _default_excepthook:
+        threading.excepthook = hook
