@@ -412,6 +412,63 @@ async def test_a_crashing_process_shows_its_last_lines_and_died(tmp_path):
         assert app.return_code is None  # stays on screen: the user reads what happened
 
 
+def sleeping_child() -> subprocess.Popen:
+    """A stand-in training process that does nothing for a minute, in its own process group."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+
+
+@run_async
+async def test_the_start_up_phases_show_before_the_first_event(tmp_path):
+    (tmp_path / "train.log").write_text(
+        "femb phase: importing torch and femb\nfemb phase: building the model\n"
+    )
+    popen = sleeping_child()
+    try:
+        app = create_dashboard_app(follow_run_dir=tmp_path, process=ChildProcess(popen))
+        async with app.run_test(size=WIDE) as pilot:
+            await wait_for(pilot, lambda: "starting: building the model" in screen_text(app))
+            lines = app.query_one(RunLog).lines_text
+            assert lines == ["start-up: importing torch and femb", "start-up: building the model"]
+            write_events(tmp_path / "metrics.jsonl", [{**start_event(), "time": time.time()}])
+            await wait_for(pilot, lambda: "waiting for the first step" in screen_text(app))
+            write_events(tmp_path / "metrics.jsonl", [step_event(1)], mode="a")
+            await wait_for(pilot, lambda: app.state.step == 1 and "first step" not in screen_text(app))
+            assert app.run_live
+            app.exit()
+    finally:
+        popen.kill()
+        popen.wait()
+
+
+@run_async
+async def test_a_second_ctrl_c_stops_the_process_at_once(tmp_path):
+    write_events(tmp_path / "metrics.jsonl", synthetic_run(steps=3, run_dir=str(tmp_path)))
+    popen = sleeping_child()
+    try:
+        app = create_dashboard_app(follow_run_dir=tmp_path, process=ChildProcess(popen, started_at=0.0))
+        async with app.run_test(size=COMPACT) as pilot:
+            await pilot.press("ctrl+c")
+            assert (tmp_path / "control" / "interrupt").exists() and popen.poll() is None  # asked, not forced
+            await pilot.press("ctrl+c")
+            await wait_for(pilot, lambda: app.return_code is not None)  # ended, and the dashboard closed
+        assert popen.poll() is not None and app.state.end["reason"] == "died"
+    finally:
+        popen.kill()
+        popen.wait()
+
+
+@run_async
+async def test_a_run_whose_process_died_shows_its_end_and_says_so(tmp_path):
+    write_events(tmp_path / "metrics.jsonl", synthetic_run(steps=7, run_dir=str(tmp_path)))
+    (tmp_path / "lock").write_text("999999\n")  # left by a training process killed with -9
+    app = create_dashboard_app(follow_run_dir=tmp_path)
+    async with app.run_test(size=COMPACT) as pilot:
+        await wait_for(pilot, lambda: app.training_done)
+        assert app.state.end["reason"] == "died" and "died" in screen_text(app)
+        assert any("died at step 7" in line for line in app.query_one(RunLog).lines_text)
+        assert not app.run_live  # nothing to steer: keys are refused, q closes at once
+
+
 # ---------------------------------------------------------------------------------------- attached
 
 
