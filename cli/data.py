@@ -35,8 +35,12 @@ def _warnings_as_lines() -> Iterator[None]:
 @contextmanager
 def _data_errors() -> Iterator[None]:
     """Bad input of any kind ends as one `error:` line, never a traceback."""
+    from femb.data.recordio_dataset import ExistingSetError
+
     try:
         yield
+    except ExistingSetError as error:  # the library says "overwrite"; here it is a flag
+        raise fail(f"{error.folder}: already holds a RecordIO set; pass --overwrite to replace it") from None
     except (ValueError, OSError) as error:  # DataFormatError, ImageLoadError, UnsafePickleError included
         raise fail(one_line(error)) from None
 
@@ -48,13 +52,16 @@ def pack_command(
     quality: Annotated[
         int, typer.Option(help="JPEG quality of the packed 112×112 faces.", min=1, max=100)
     ] = 95,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a RecordIO set already in OUT_DIR.")
+    ] = False,
 ) -> None:
     """Write IMAGE_FOLDER as an InsightFace RecordIO training set in OUT_DIR (readable by femb and mxnet)."""
     from femb.data import pack_image_folder
     from femb_cli.progress import progress_bar
 
     with _data_errors(), _warnings_as_lines(), progress_bar("packing") as update:
-        summary = pack_image_folder(image_folder, out_dir, quality=quality, on_image=update)
+        summary = pack_image_folder(image_folder, out_dir, quality, on_image=update, overwrite=overwrite)
     typer.echo(f"packed {summary.images} images of {summary.identities} identities into {out_dir}")
     if summary.skipped:
         typer.echo(f"skipped {summary.skipped} unreadable images; first: {summary.first_bad}", err=True)

@@ -15,6 +15,7 @@ the file and the offset.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from femb.data.errors import DataFormatError
+from femb.fileio import writable_target, write_failure
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -188,35 +190,57 @@ def read_property(path: str | os.PathLike) -> tuple[int, int, int]:
 
 class IndexedRecordWriter:
     """Writes a ``.rec`` and its ``.idx`` as mxnet's ``MXIndexedRecordIO`` does, into temporary files
-    that :meth:`close` renames into place (a crash never leaves a torn pair behind)."""
+    that :meth:`close` renames into place (a crash never leaves a torn pair behind). Any failure
+    removes the temporary files; one the file system refuses (a full disk, a file-size limit) is a
+    :class:`~femb.fileio.WriteFailedError` naming the file and the free space."""
 
     def __init__(self, rec_path: str | os.PathLike, idx_path: str | os.PathLike):
-        self.rec_path, self.idx_path = Path(rec_path), Path(idx_path)
+        self.rec_path, self.idx_path = writable_target(rec_path), writable_target(idx_path)
         self._rec_tmp = self.rec_path.with_name(self.rec_path.name + ".tmp")
         self._idx_tmp = self.idx_path.with_name(self.idx_path.name + ".tmp")
-        self.rec_path.parent.mkdir(parents=True, exist_ok=True)
-        self._rec = open(self._rec_tmp, "wb")
-        self._idx = open(self._idx_tmp, "w", encoding="ascii", newline="\n")
+        self.kept = "the previous set is intact" if self.rec_path.exists() else "nothing was written"
+        self._rec = self._idx = None
+        try:
+            self.rec_path.parent.mkdir(parents=True, exist_ok=True)
+            self._rec = open(self._rec_tmp, "wb")  # noqa: SIM115 - closed in close() or abort()
+            self._idx = open(self._idx_tmp, "w", encoding="ascii", newline="\n")  # noqa: SIM115
+        except OSError as error:
+            self.abort()
+            raise write_failure(self.rec_path, error, self.kept) from None
         self._keys: set[int] = set()
 
     def write(self, key: int, record: bytes) -> None:
         if key in self._keys:
             raise ValueError(f"key {key} written twice")
         self._keys.add(key)
-        self._idx.write(f"{key}\t{self._rec.tell()}\n")
-        self._rec.write(frame_record(record))
+        try:
+            self._idx.write(f"{key}\t{self._rec.tell()}\n")
+            self._rec.write(frame_record(record))
+        except OSError as error:
+            raise write_failure(self.rec_path, error, self.kept) from None
 
     def close(self) -> None:
-        """Flush and rename the temporary files into place."""
-        for file in (self._rec, self._idx):
-            file.close()
-        os.replace(self._rec_tmp, self.rec_path)
-        os.replace(self._idx_tmp, self.idx_path)
+        """Flush and rename the temporary files into place (on failure, remove them)."""
+        try:
+            for file in (self._rec, self._idx):
+                file.flush()
+                os.fsync(file.fileno())
+                file.close()
+            os.replace(self._rec_tmp, self.rec_path)
+            os.replace(self._idx_tmp, self.idx_path)
+        except OSError as error:
+            self.abort()
+            raise write_failure(self.rec_path, error, self.kept) from None
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
-        """Close and delete the temporary files."""
+        """Close and delete the temporary files (closing may fail again on a full disk: they go anyway)."""
         for file, tmp in ((self._rec, self._rec_tmp), (self._idx, self._idx_tmp)):
-            file.close()
+            if file is not None:
+                with contextlib.suppress(OSError):
+                    file.close()
             tmp.unlink(missing_ok=True)
 
 
@@ -231,6 +255,7 @@ class RecordIOWriter:
     def __init__(self, out_dir: str | os.PathLike, image_size: tuple[int, int] = (112, 112)):
         self.out_dir = Path(out_dir)
         self.image_size = image_size
+        self._property = writable_target(self.out_dir / "property")
         self._records = IndexedRecordWriter(self.out_dir / "train.rec", self.out_dir / "train.idx")
         self._starts: list[int] = []  # first image key of each identity
         self._next_key = 1
@@ -250,15 +275,23 @@ class RecordIOWriter:
         """Write the header and identity records and ``property``, then rename everything into place."""
         end_of_images = self._next_key
         ranges = list(zip(self._starts, self._starts[1:] + [end_of_images], strict=True))
-        self._records.write(0, pack_record([end_of_images, end_of_images + len(ranges)], b""))
-        for number, (first, end) in enumerate(ranges):
-            key = end_of_images + number
-            self._records.write(key, pack_record([first, end], b"", id=key))
-        height, width = self.image_size
-        tmp = self.out_dir / "property.tmp"
-        tmp.write_text(f"{len(ranges)},{height},{width}\n", encoding="ascii")
-        self._records.close()
-        os.replace(tmp, self.out_dir / "property")
+        tmp = self._property.with_name("property.tmp")
+        try:
+            self._records.write(0, pack_record([end_of_images, end_of_images + len(ranges)], b""))
+            for number, (first, end) in enumerate(ranges):
+                key = end_of_images + number
+                self._records.write(key, pack_record([first, end], b"", id=key))
+            height, width = self.image_size
+            try:
+                tmp.write_text(f"{len(ranges)},{height},{width}\n", encoding="ascii")
+            except OSError as error:
+                raise write_failure(self._property, error, self._records.kept) from None
+            self._records.close()
+            os.replace(tmp, self._property)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            self._records.abort()
+            raise
 
     def abort(self) -> None:
         self._records.abort()

@@ -283,20 +283,38 @@ def encode_face(path: Path, quality: int = 95) -> bytes:
     return buffer.getvalue()
 
 
+class ExistingSetError(ValueError):
+    """The output folder already holds a RecordIO set, and replacing it was not asked for."""
+
+    def __init__(self, folder: str | os.PathLike, present: list[str]):
+        self.folder = Path(folder)
+        super().__init__(
+            f"{folder}: already holds a RecordIO set ({', '.join(present)}); replaced only with overwrite"
+        )
+
+
+RECORDIO_FILES = ("train.rec", "train.idx", "property")
+
+
 def pack_image_folder(
     image_folder: str | os.PathLike,
     out_dir: str | os.PathLike,
     quality: int = 95,
     on_image: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> PackSummary:
     """Write ``image_folder`` (one folder per identity) as an InsightFace RecordIO set in ``out_dir``.
 
     Images become 112×112 JPEGs (letterboxed like every femb image); unreadable ones are skipped
     and counted; identities with no readable image are left out. ``on_image(done, total)`` is called
-    once per source image (progress bars). Nothing appears in ``out_dir`` until everything is written.
+    once per source image (progress bars). Nothing appears in ``out_dir`` until everything is written,
+    and a set already there is replaced only with ``overwrite`` (as a run directory is).
     """
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must lie in 1..100, got {quality}")
+    present = [name for name in RECORDIO_FILES if os.path.lexists(Path(out_dir) / name)]
+    if present and not overwrite:
+        raise ExistingSetError(out_dir, present)
     source = ImageFolderDataset(image_folder)
     if source.num_classes < 2:
         raise DataFormatError(f"{image_folder} holds 1 identity; a training set needs at least 2")
