@@ -1,11 +1,8 @@
-"""What `femb verify ijb` prints: the TAR@FAR table, the 1:N table and the ROC as text."""
+"""What `femb verify ijb` prints: the TAR@FAR table and the 1:N table."""
 
 from __future__ import annotations
 
-import re
 import sys
-
-import numpy as np
 
 
 def _console():
@@ -69,28 +66,3 @@ def print_identification(results: dict) -> None:
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def terminal_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float) -> str:
-    """TAR against log10(FAR) from 1e-6 to 1, sampled at 20 points a decade (plotext's own log
-    axis mislabels values below 1, so the axis is linear in the exponent)."""
-    import plotext as plt
-
-    fpr, tpr = np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)
-    exponents = np.linspace(-6.0, 0.0, 121)
-    # the ROC is a step function: at each FAR, the best TAR reached without exceeding it
-    reached = np.searchsorted(fpr, 10.0**exponents, side="right") - 1
-    tar = np.where(reached >= 0, tpr[reached.clip(min=0)], 0.0)
-    plt.clf()
-    plt.plotsize(72, 16)
-    plt.theme("clear")
-    plt.plot(exponents.tolist(), tar.tolist(), marker="braille")
-    plt.xticks(list(range(-6, 1)), [f"1e{d}" if d else "1" for d in range(-6, 1)])
-    plt.xlim(-6, 0)
-    plt.ylim(0.0, 1.0)
-    plt.title(f"ROC (AUC {auc:.4f})")
-    plt.xlabel("FAR")
-    plt.ylabel("TAR")
-    text = plt.build()
-    plt.clf()
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)  # plotext's colourless theme still emits resets

@@ -12,7 +12,7 @@ import typer
 
 from femb.errors import one_line
 from femb_cli.errors import fail
-from femb_cli.ijb_report import print_identification, print_verification, terminal_roc
+from femb_cli.ijb_report import print_identification, print_verification
 from femb_cli.stages import stage_progress
 
 SET, PROTOCOL, RUNTIME, OUTPUT = "Set", "Protocol", "Runtime", "Output"
@@ -111,8 +111,8 @@ def ijb_command(
         raise fail(f"--root {root}: no such directory")
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    with stage_progress() as progress:
-        try:
+    try:
+        with stage_progress() as progress:
             progress("reading meta files", 0, 1)
             meta = load_ijb_meta(root, set_name, meta_prefix)
             progress("reading meta files", 1, 1)
@@ -121,8 +121,8 @@ def ijb_command(
                 model, meta, provider, batch_size, flip, on_bad_image, features, progress, timings
             )
             outcome = _evaluate(meta, faces, flip, detector_score, normalize_faces, progress, timings)
-        except (ValueError, OSError, RuntimeError) as error:
-            raise fail(one_line(error)) from None
+    except (ValueError, OSError, RuntimeError) as error:  # bad input, unreadable files, a failing model
+        raise fail(one_line(error)) from None
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     if faces.skipped:
@@ -138,7 +138,9 @@ def ijb_command(
     if identification:
         print_identification(identification)
     if roc if roc is not None else sys.stdout.isatty():
-        typer.echo(terminal_roc(verification.fpr, verification.tpr, verification.auc))
+        from femb_cli.verify_plots import terminal_roc
+
+        typer.echo(terminal_roc(verification.fpr, verification.tpr, verification.auc, summary["set"]))
     _write_outputs(summary, scores, json_out, scores_out)
 
 
@@ -147,12 +149,17 @@ def _face_embeddings(model, meta, provider, batch_size, flip, on_bad_image, feat
     is then never loaded), else computed."""
     from femb.checkpoint import resolve_checkpoint_path
     from femb.evaluation.ijb import embed_faces
-    from femb.evaluation.ijb_cache import file_sha256, images_sha256, load_features, save_features
+    from femb.evaluation.ijb_cache import load_features, save_features
+    from femb.export.calibration import file_sha256
     from femb.inference import is_onnx_model, open_embedder
 
     started = time.perf_counter()
     model_file = model if model.is_file() and is_onnx_model(model) else resolve_checkpoint_path(model)
-    identity = {"model_sha256": file_sha256(model_file), "images_sha256": images_sha256(meta)}
+    identity = {
+        "model_sha256": file_sha256(model_file),
+        "face_list_sha256": file_sha256(meta.meta_file("face_tid_mid")),
+        "landmarks_sha256": file_sha256(meta.meta_file("name_5pts_score")),
+    }
     notes = []
     if features is not None:
         cached, why = load_features(features, identity, flip)

@@ -26,8 +26,9 @@ FAR_TARGETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 BAD_IMAGE_CHOICES = ("error", "skip")
 # Each block of template similarities computed at once holds at most this many floats (256 MB).
 SCORE_BLOCK_FLOATS = 64 * 1024 * 1024
-# A block whose pairs fill less than 1/this of its similarity matrix is scored pair by pair.
-_SPARSE_FACTOR = 16
+# A block whose pairs fill less than 1/this of its similarity matrix is scored pair by pair (a
+# gathered pair costs about 170 GEMM outputs on a 2-core CPU; see bench_ijb_scoring.py).
+_SPARSE_FACTOR = 64
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -180,35 +181,51 @@ def score_pairs(
 ) -> np.ndarray:
     """Dot product of each pair's template features (float32, in ``pairs``' order).
 
-    Pairs are taken in blocks of first templates: a block's similarities to the second templates it
-    needs come from one matrix product (or pair by pair, where few of them are needed), so memory
-    stays within ``block_floats`` however many pairs there are.
+    Pairs are grouped by their first template; a group of first templates gets its similarities to
+    the second templates it needs from one matrix product (row-wise dot products where it needs few
+    of them), so the cost follows the templates actually paired and memory stays within
+    ``block_floats`` however many pairs there are.
     """
-    first = np.searchsorted(template_ids, pairs[:, 0])
-    second = np.searchsorted(template_ids, pairs[:, 1])
+    # int32 rows: IJB-C's 15.66M pairs then take 125 MB less per index array
+    first = np.searchsorted(template_ids, pairs[:, 0]).astype(np.int32)
+    second = np.searchsorted(template_ids, pairs[:, 1]).astype(np.int32)
     order = np.argsort(first, kind="stable")
     sorted_first = first[order]
+    starts = np.concatenate([[0], np.flatnonzero(sorted_first[1:] != sorted_first[:-1]) + 1, [len(pairs)]])
+    group_rows = sorted_first[starts[:-1]]
+    del sorted_first
     scores = np.empty(len(pairs), dtype=np.float32)
     rows_per_block = max(1, block_floats // max(1, len(template_ids)))
-    done = 0
-    for low in range(0, len(template_ids), rows_per_block):
-        start, stop = np.searchsorted(sorted_first, [low, low + rows_per_block])
-        if start == stop:
-            continue
+    for group in range(0, len(starts) - 1, rows_per_block):
+        end = min(group + rows_per_block, len(starts) - 1)
+        start, stop = starts[group], starts[end]
         chosen = order[start:stop]
         a, b = first[chosen], second[chosen]
+        rows = group_rows[group:end]
         columns = np.unique(b)
-        if (stop - start) * _SPARSE_FACTOR < rows_per_block * len(columns):
-            step = max(1, block_floats // (2 * matrix.shape[1]))
-            for part in range(0, len(chosen), step):
-                cut = slice(part, part + step)
-                scores[chosen[cut]] = np.einsum("ij,ij->i", matrix[a[cut]], matrix[b[cut]])
+        if (stop - start) * _SPARSE_FACTOR < len(rows) * len(columns):
+            scores[chosen] = _row_dots(matrix, a, b, block_floats)
         else:
-            block = matrix[low : low + rows_per_block] @ matrix[columns].T
-            scores[chosen] = block[a - low, np.searchsorted(columns, b)]
-        done += stop - start
-        progress("scoring", done, len(pairs))
+            block = _product(matrix[rows], matrix[columns])
+            scores[chosen] = block[np.searchsorted(rows, a), np.searchsorted(columns, b)]
+        progress("scoring", int(stop), len(pairs))
     return scores
+
+
+def _row_dots(matrix: np.ndarray, a: np.ndarray, b: np.ndarray, block_floats: int) -> np.ndarray:
+    out = np.empty(len(a), dtype=np.float32)
+    step = max(1, block_floats // (2 * matrix.shape[1]))
+    for start in range(0, len(a), step):
+        cut = slice(start, start + step)
+        out[cut] = np.einsum("ij,ij->i", matrix[a[cut]], matrix[b[cut]])
+    return out
+
+
+def _product(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left @ right.T`` through PyTorch's GEMM (about twice NumPy's default BLAS here)."""
+    import torch
+
+    return (torch.from_numpy(left) @ torch.from_numpy(right).T).numpy()
 
 
 @dataclass

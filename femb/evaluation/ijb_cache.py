@@ -1,14 +1,14 @@
 """The IJB face-feature cache: raw embeddings in ``FILE.npy``, what they came from in ``FILE.npy.json``.
 
 The array is ``N×D`` (faces alone) or ``N×2D`` (faces, then their mirrors), one row per line of the
-face list, NaN where an image was skipped. The sidecar holds the SHA-256 of the model file and of
-the set's face list and landmarks files, and the preprocessing options; the cache is used only when
-all of them match, so a re-run with other pooling options reuses it and a new model never does.
+face list, NaN where an image was skipped. The sidecar holds what the caller says identifies
+them (for `femb verify ijb`: the SHA-256 of the model file, of the face list and of the landmarks
+file); the cache is used only when all of it matches, so a re-run with other pooling options
+reuses it and a new model never does.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,27 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from femb.evaluation.ijb import FaceEmbeddings
-from femb.evaluation.ijb_meta import IjbMeta
 from femb.fileio import atomic_write, atomic_write_bytes
 
 FORMAT = "femb-ijb-features/1"
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def images_sha256(meta: IjbMeta) -> str:
-    """One digest over the face list and the landmarks file (which images, aligned how)."""
-    digest = hashlib.sha256()
-    for kind in ("face_tid_mid", "name_5pts_score"):
-        digest.update(file_sha256(meta.meta_file(kind)).encode())
-    return digest.hexdigest()
 
 
 def sidecar(path: str | os.PathLike) -> Path:
@@ -51,8 +33,8 @@ def load_features(path: str | os.PathLike, identity: dict, flip: bool) -> tuple[
     try:
         stored = json.loads(sidecar(path).read_text(encoding="utf-8"))
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        return None, f"{path} is unreadable ({error})"
+    except (OSError, ValueError, EOFError) as error:  # a torn or foreign file: recompute it
+        return None, f"{path} is unreadable ({' '.join(str(error).split())[:120]})"
     if not isinstance(stored, dict) or stored.get("format") != FORMAT:
         return None, f"{sidecar(path)} is not a femb IJB feature record"
     changed = [key for key, value in identity.items() if stored.get(key) != value]
@@ -79,4 +61,4 @@ def save_features(path: str | os.PathLike, embeddings: FaceEmbeddings, identity:
     atomic_write_bytes(sidecar(path), (json.dumps(record, indent=2) + "\n").encode())
 
 
-__all__ = ["FORMAT", "file_sha256", "images_sha256", "load_features", "save_features", "sidecar"]
+__all__ = ["FORMAT", "load_features", "save_features", "sidecar"]

@@ -109,6 +109,23 @@ def test_scores_match_an_independent_computation(ijb_set, model, tmp_path, switc
         assert text in result.output
 
 
+def test_a_checkpoint_scores_as_its_onnx_export(ijb_set, tmp_path):
+    torch.manual_seed(2)
+    model = FaceEmbeddingModel(build_backbone("iresnet_tiny", embed_dim=16))
+    model.save(tmp_path / "model.pt")
+    export_onnx(model.backbone, tmp_path / "model.onnx", parity_batches=(2,))
+    for name in ("model.pt", "model.onnx"):
+        result = runner.invoke(
+            app,
+            ["verify", "ijb", str(tmp_path / name), "--root", str(ijb_set), "--provider", "cpu", "--no-roc"]
+            + ["--scores", str(tmp_path / f"{name}.npy")],
+        )
+        assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(
+        np.load(tmp_path / "model.pt.npy"), np.load(tmp_path / "model.onnx.npy"), atol=1e-4
+    )
+
+
 def test_the_feature_cache_is_reused_only_when_the_digests_match(ijb_set, model, tmp_path):
     cache = tmp_path / "features.npy"
     base = [
@@ -207,3 +224,8 @@ def test_an_unknown_set_needs_a_meta_prefix(ijb_set, model, tmp_path):
         + ["--meta-prefix", "ijbc", "--no-roc"],
     )
     assert result.exit_code == 0, result.output
+
+
+def test_a_missing_model_or_root(ijb_set, model, tmp_path):
+    assert "no such file or directory" in _run_bad(ijb_set, tmp_path / "absent.onnx")
+    assert "--root" in _run_bad(tmp_path / "nowhere", model)

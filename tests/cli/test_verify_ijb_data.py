@@ -84,3 +84,17 @@ def test_align_names_the_bad_line(tmp_path):
         runner.invoke(app, ["data", "align", str(src), str(tmp_path / "o"), "--landmarks", str(marks)])
     )
     assert "marks.txt:1: degenerate landmarks" in line
+
+
+def test_stage_progress_off_a_terminal_prints_counts_and_eta(capsys):
+    from femb_cli.stages import stage_progress
+
+    with stage_progress(interval_s=0.0) as update:
+        update("aligning", 0, 40)
+        update("aligning", 10, 40)
+        update("embedding", 10, 40)
+        update("aligning", 40, 40)
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("aligning: 10/40, ETA ") for line in lines)
+    assert any(line.startswith("aligning: 40/40 in ") for line in lines)
+    assert any(line.startswith("embedding: 10/40") for line in lines)

@@ -147,3 +147,34 @@ def test_any_meta_file_reads_or_raises_a_named_error(tmp_path_factory, text):
                 assert set(out[1].tolist()) <= {0, 1}
             if reader is read_name_5pts_score:
                 assert np.isfinite(out[1]).all() and np.isfinite(out[2]).all()
+
+
+def test_the_feature_cache_round_trips_and_refuses_what_does_not_match(tmp_path):
+    from femb.evaluation.ijb_cache import load_features, save_features
+
+    plain = np.arange(12, dtype=np.float32).reshape(3, 4)
+    plain[1] = np.nan
+    faces = FaceEmbeddings(plain, plain + 1, skipped=["loose_crop/2.jpg"])
+    identity = {"model_sha256": "aa", "face_list_sha256": "bb", "landmarks_sha256": "cc"}
+    path = tmp_path / "features.npy"
+    save_features(path, faces, identity)
+    loaded, why = load_features(path, identity, flip=True)
+    assert why == "" and loaded.skipped == ["loose_crop/2.jpg"]
+    np.testing.assert_array_equal(loaded.mirrored, plain + 1)
+    assert loaded.present.tolist() == [True, False, True]
+    assert load_features(path, {**identity, "model_sha256": "zz"}, True)[1].endswith("another model_sha256")
+    save_features(path, FaceEmbeddings(plain, None), identity)
+    assert "no mirrored" in load_features(path, identity, flip=True)[1]
+    assert load_features(path, identity, flip=False)[0] is not None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=300), st.binary(max_size=300))
+def test_a_damaged_cache_is_recomputed_never_trusted(tmp_path_factory, array_bytes, record_bytes):
+    from femb.evaluation.ijb_cache import load_features, sidecar
+
+    path = tmp_path_factory.mktemp("cache") / "f.npy"
+    path.write_bytes(array_bytes)
+    sidecar(path).write_bytes(record_bytes)
+    loaded, why = load_features(path, {"model_sha256": "aa"}, flip=False)
+    assert loaded is None and why

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from femb.data import DataFormatError
 from femb.evaluation.identification import identification_metrics, read_template_list, template_rows
@@ -67,3 +69,20 @@ def test_template_list_reader(tmp_path):
     path.write_text("TEMPLATE,SUBJECT_ID\n5,1\n")
     with pytest.raises(DataFormatError, match="no TEMPLATE_ID column"):
         read_template_list(path)
+
+
+_cell = st.one_of(st.integers(-3, 3).map(str), st.text(alphabet='ab1.," \n-', max_size=4))
+_rows = st.lists(st.lists(_cell, min_size=1, max_size=4).map(",".join), max_size=6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(["TEMPLATE_ID,SUBJECT_ID,FILENAME", "TEMPLATE_ID,SUBJECT_ID", "X,Y"]), _rows)
+def test_any_template_list_reads_or_raises_a_named_error(tmp_path_factory, header, rows):
+    path = tmp_path_factory.mktemp("csv") / "list.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    try:
+        listed = read_template_list(path)
+    except DataFormatError as error:
+        assert str(error).startswith(str(path))
+    else:
+        assert len(listed.templates) == len(set(listed.templates.tolist())) == len(listed.subjects)
