@@ -15,6 +15,8 @@ the top is turned into one line by :func:`report_uncaught`, called once, from ``
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import typer
 
@@ -31,6 +33,32 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+# A schema field whose flag is not its name with dashes (``head_options`` is given KEY=VALUE).
+FLAG_NAMES = {"head_options": "--head-opt"}
+
+
+def flag(field: str) -> str:
+    """The command line's flag of schema field ``field``: ``eval_every`` → ``--eval-every``."""
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def flag_message(field: str, message: str) -> str:
+    """``message`` with the field's name (as a whole word) written as its flag."""
+    return re.sub(rf"(?<![\w.-]){re.escape(field)}(?![\w-])", flag(field), message)
+
+
+def with_flags(error: ValueError, given: set[str] = frozenset(), config_file: Path | None = None) -> str:
+    """A library error as the command line says it: a field given as a flag (or not in the config
+    file) named by its flag; one that came from the file named by its key, after the file's name."""
+    from femb.training.schema import ConfigError
+
+    if not isinstance(error, ConfigError) or error.field is None or error.source is not None:
+        return one_line(error)
+    if config_file is not None and error.field not in given:
+        return f"{config_file}: {error.message}"
+    return flag_message(error.field, error.message)
+
+
 def debug_enabled() -> bool:
     """``FEMB_DEBUG`` set to anything but empty/0/false/no (``femb --debug`` sets it)."""
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
@@ -43,7 +71,10 @@ def report_uncaught(error: BaseException) -> int:
     if isinstance(error, PeerLostError):
         fail(one_line(error))
         return PEER_LOST_EXIT
-    if isinstance(error, (ValueError, OSError)):
+    if isinstance(error, ValueError):
+        fail(with_flags(error))
+        return BAD_INPUT_EXIT
+    if isinstance(error, OSError):
         fail(one_line(error))
         return BAD_INPUT_EXIT
     if isinstance(error, MemoryError):

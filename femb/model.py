@@ -87,11 +87,16 @@ class FaceEmbeddingModel(nn.Module):
 
     # ------------------------------------------------------------------ fit / encode
     def fit(self, train_dataset, *args, **kwargs):
-        """Train; the options are :class:`femb.training.options.FitOptions`'s fields (the first
-        eleven, the original femb API, may be given by position). See :func:`femb.training.loop.fit`."""
+        """Train. The keywords are the loop's options of :class:`femb.training.config.TrainConfig`
+        and the objects of :class:`femb.training.options.FitOptions`; the original femb API's
+        first eleven may be given by position, and its names (``evaluation_steps``,
+        ``max_training_steps``, ``max_epochs``, ``num_workers``, ``run_name``) still work.
+        See :func:`femb.training.loop.fit`."""
         from femb.training.loop import fit
+        from femb.training.options import split_fit_arguments
 
-        return fit(self, train_dataset, *args, **kwargs)
+        config, options = split_fit_arguments(args, kwargs)
+        return fit(self, train_dataset, config, options)
 
     @torch.no_grad()
     def encode(
@@ -213,3 +218,13 @@ def load_backbone(source: str | os.PathLike) -> tuple[nn.Module, dict]:
     backbone = backbone_from_checkpoint(payload)
     backbone.eval()
     return backbone, payload
+
+
+def _signature_of_fit() -> None:
+    """``help(FaceEmbeddingModel.fit)`` lists its keywords, generated from the schema."""
+    from femb.training.options import fit_signature
+
+    FaceEmbeddingModel.fit.__signature__ = fit_signature(("self", "train_dataset"))  # type: ignore[attr-defined]
+
+
+_signature_of_fit()

@@ -26,6 +26,7 @@ class HeadOption:
     ``low_open=True`` makes the lower bound exclusive, as for a scale that must be > 0);
     ``choices`` lists a string's allowed values. ``default=None`` means "resolved by the head from
     its other options" (ElasticFace's margin depends on its variant); ``help`` then says how.
+    ``papers``: the value the method's paper uses, where femb's default is another.
     """
 
     name: str
@@ -36,6 +37,7 @@ class HeadOption:
     high: float | None = None
     low_open: bool = False
     choices: tuple[str, ...] = ()
+    papers: OptionValue | None = None
 
     def __post_init__(self) -> None:
         if self.type not in (bool, int, float, str):
@@ -78,6 +80,11 @@ class HeadOption:
         default = "(see help)" if self.default is None else str(self.default)
         return f"{self.name}={default}  {self.help} ({self.range_text()})"
 
+    def help_default(self) -> str:
+        """``name=default``, with the papers' value beside it if other (``s=auto (papers: 64)``)."""
+        shown = f"{self.name}={'auto' if self.default is None else self.default}"
+        return shown if self.papers is None else f"{shown} (papers: {self.papers:g})"
+
     def _convert(self, value: Any) -> OptionValue | None:
         """The typed value, or ``None`` where ``value`` cannot mean this type (bool is no number)."""
         if self.type is bool:
@@ -116,6 +123,7 @@ def scale_option(default: float | None = None) -> HeadOption:
         "max(4, √2·ln(classes − 1)) (the papers use 64, which climbs before it learns)",
         low=0.0,
         low_open=True,
+        papers=64.0,
     )
 
 

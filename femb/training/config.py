@@ -1,11 +1,13 @@
-"""The training configuration: one record, saved as ``config.toml`` in every run directory.
+"""The training configuration: THE schema of every training option, saved as ``config.toml``.
 
-Command line, config files and resume all go through ``TrainConfig.from_dict`` so an unknown or
-ill-typed key gets one error naming it.
+Each option is one :func:`~femb.training.schema.option` line: type, default, help, ``--help``
+panel, choices and range. ``femb train``'s options, the TOML keys (the field names), ``fit``'s
+keywords and the run views are generated from it, and :meth:`TrainConfig.validate` is the one
+check, run from the same declarations.
 
 The head's hyper-parameters are whatever the head declares (:mod:`femb.headers.options`); they
-live in one ``head_options`` table, so this file names no head and no head option. A config file
-may give them in either of two shapes, and files written before the table existed still read::
+live in one ``head_options`` table, so this file names no head option. A config file may give
+them in either of two shapes::
 
     head = "arcface"            # what config.toml holds
     [head_options]
@@ -14,273 +16,252 @@ may give them in either of two shapes, and files written before the table existe
     [head]                      # the same, as one table
     name = "arcface"
     s = 30.0
-
-    head = "arcface"            # old runs: the head's options as top-level keys
-    s = 30.0
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
 from femb.data.recordio_dataset import ON_BAD_IMAGE_CHOICES
 from femb.headers import head_options, list_headers, parse_head_options
-from femb.training.options import FitOptions
+from femb.training.schema import ConfigError, Spec, check_field, check_type, option, spec_of
 
+DATA, MODEL, HEAD, OPTIM, RUN = "Data", "Model", "Head", "Optimisation", "Run"
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "multistep", "poly", "constant")
 AMP_MODES = ("none", "bf16", "fp16", "auto")
+DEFAULT_STEPS = 1000  # the run's length when neither steps nor epochs is set
+# Bounds of the counts: far past any real run, short of what overflows a time or a tensor size.
+MAX_STEPS, MAX_EPOCHS, MAX_BATCH, MAX_DIM, MAX_WORKERS = 10**9, 10**6, 2**20, 2**16, 256
+STEPS = dict(low=0, high=MAX_STEPS)
 
 
 @dataclass
 class TrainConfig:
-    # data
-    data: str = "synthetic:200"
-    val: str | None = None  # None: held-out synthetic identities (or pairs from the training folder)
-    val_pairs: int = 2000
-    images_per_identity: int = 24  # synthetic data only
-    on_bad_image: str = "skip"  # an unreadable training image: "skip" (counted, warned) or "error"
-    augment: bool = False  # FaceAugment on the training images (shift, zoom, flip, jitter, blur)
-    # model
-    backbone: str = "mobilefacenet_fast"
-    embed_dim: int = 128
-    head: str = "arcface"
-    init_backbone: str | None = None  # start from these weights (arcface_torch, MagFace or femb)
-    freeze_backbone_steps: int = 0  # fine-tuning: train only the fresh head for the first N steps
-    backbone_lr_scale: float = 1.0  # the backbone's learning rate relative to the head's
-    sample_rate: float = 1.0  # Partial FC: the share of each process's class centres used per step
+    data: str = option(
+        "synthetic:200",
+        "An image folder (one sub-folder per identity), an InsightFace "
+        "RecordIO folder, or synthetic[:N_IDENTITIES].",
+        DATA,
+        built=True,
+    )
+    val: str | None = option(
+        None,
+        "Validation: a .bin pairs file, an image folder or synthetic:N "
+        "(default: held-out synthetic identities).",
+        DATA,
+        built=True,
+    )
+    val_pairs: int = option(
+        2000, "Pairs drawn from a validation image folder.", DATA, low=1, high=10**8, built=True
+    )
+    images_per_identity: int = option(
+        24, "Images per synthetic identity.", DATA, low=1, high=10**4, built=True
+    )
+    on_bad_image: str = option(
+        "skip",
+        "A training image that cannot be read: skipped (counted, the first few named) or an error.",
+        DATA,
+        choices=ON_BAD_IMAGE_CHOICES,
+        built=True,
+    )
+    augment: bool = option(
+        False,
+        "Augment training faces: a few pixels of shift and per cent of zoom, "
+        "flip, colour jitter, light blur (seeded: resume stays exact).",
+        DATA,
+        built=True,
+    )
+    backbone: str = option("mobilefacenet_fast", "Backbone name (see `femb info`).", MODEL, built=True)
+    embed_dim: int = option(128, "Embedding size.", MODEL, low=1, high=MAX_DIM, built=True)
+    init_backbone: str | None = option(
+        None,
+        "Start from these backbone weights: an arcface_torch "
+        "backbone.pth, a MagFace checkpoint, or a femb checkpoint / run "
+        "directory (a fresh head is trained for your identities).",
+        MODEL,
+        built=True,
+    )
+    freeze_backbone_steps: int = option(
+        0, "Fine-tuning: train only the head for the first N steps.", MODEL, **STEPS
+    )
+    backbone_lr_scale: float = option(1.0, "The backbone's learning rate as a multiple of lr.", OPTIM, low=0)
+    head: str = option(
+        "arcface", "The margin head (its options: below).", HEAD, choices=list_headers, built=True
+    )
     # The options that were set, typed; the head's own declared defaults fill the rest.
-    head_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    # optimisation
-    batch_size: int = 64
-    steps: int = 0
-    epochs: int = 0
-    lr: float = 0.1
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    scheduler: str = "cosine"
-    warmup_steps: int = 50
-    milestones: list[int] = dataclasses.field(
-        default_factory=list
-    )  # multistep: fractions of the run if empty
-    gamma: float = 0.1
-    power: float = 2.0
-    amp: str = "none"
-    grad_clip: float = 0.0
-    skip_nonfinite: bool = False
-    # run
-    eval_every: int = 50
-    checkpoint_every: int = 100
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    run_dir: str | None = None
-    name: str | None = None
+    head_options: dict[str, Any] = option(
+        {}, "An option of the head, KEY=VALUE (repeatable).", HEAD, built=True
+    )
+    sample_rate: float = option(
+        1.0,
+        "Partial FC: the share of each process's class centres used per step.",
+        HEAD,
+        low=0,
+        low_open=True,
+        high=1,
+    )
+    batch_size: int = option(64, "Images per step.", OPTIM, low=1, high=MAX_BATCH)
+    steps: int = option(0, f"Training steps (0: unused; both 0: {DEFAULT_STEPS}).", OPTIM, **STEPS)
+    epochs: int = option(
+        0, "Epochs (0: unused); the first limit reached ends the run.", OPTIM, low=0, high=MAX_EPOCHS
+    )
+    lr: float = option(0.1, "Peak learning rate.", OPTIM, low=0, low_open=True)
+    optimizer: str = option("sgd", "The optimizer (fit: when none is given).", OPTIM, choices=OPTIMIZERS)
+    momentum: float = option(0.9, "SGD momentum.", OPTIM, low=0, high=1)
+    weight_decay: float = option(5e-4, "Weight decay.", OPTIM, low=0)
+    scheduler: str = option(
+        "cosine", "The learning-rate decay after warm-up.", OPTIM, choices=SCHEDULERS, built=True
+    )
+    warmup_steps: int = option(50, "Linear warm-up steps.", OPTIM, built=True, **STEPS)
+    milestones: list[int] = option(
+        [],
+        "multistep: the steps where the rate drops (repeatable; default: 60, 80 and 90% of the run).",
+        OPTIM,
+        built=True,
+        **STEPS,
+    )
+    gamma: float = option(
+        0.1, "multistep: the factor at each milestone.", OPTIM, low=0, low_open=True, high=1, built=True
+    )
+    power: float = option(
+        2.0, "poly: the decay's exponent.", OPTIM, low=0, low_open=True, high=100, built=True
+    )
+    amp: str = option("none", "Mixed precision (the margin maths stays fp32).", OPTIM, choices=AMP_MODES)
+    grad_clip: float = option(0.0, "Clip the gradient norm (0: off).", OPTIM, low=0)
+    skip_nonfinite: bool = option(False, "Skip steps with a NaN/inf loss instead of stopping.", OPTIM)
+    eval_every: int = option(50, "Verify every N steps and at the end (0: never).", RUN, **STEPS)
+    eval_batch_size: int | None = option(
+        None, "Images per evaluation batch (default: max(batch size, 64)).", RUN, low=1, high=MAX_BATCH
+    )
+    log_every: int | None = option(
+        None, "Steps between step events (default: 1 on CPU, 10 on GPU).", RUN, low=1, high=MAX_STEPS
+    )
+    checkpoint_every: int = option(
+        100, "Write checkpoints/last.pt every N steps (0: only at the end).", RUN, **STEPS
+    )
+    seed: int | None = option(
+        0, "Random seed (fit: None leaves the generators as they are).", RUN, low=0, high=2**63 - 1
+    )
+    device: str = option("auto", "auto | cpu | cuda | cuda:N.", RUN)
+    workers: int = option(0, "DataLoader worker processes.", RUN, low=0, high=MAX_WORKERS)
+    run_dir: str | None = option(None, "Run directory (default: runs/<name>-<time>).", RUN)
+    name: str | None = option(None, "Run name prefix.", RUN)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Check every value against its field's type (``lr = "0.1"`` and ``skip_nonfinite = "no"``
-        are errors, an int for a float is fine), then :meth:`validate`; one ``ValueError`` naming
-        ``source`` and the option for anything wrong."""
+    def from_dict(cls, values: dict[str, Any], source: str | None = "config") -> TrainConfig:
+        """Check every value against its field's declaration (``lr = "0.1"`` and
+        ``skip_nonfinite = "no"`` are errors, an int for a float is fine); one :class:`ConfigError`
+        naming ``source`` and the option for anything wrong."""
         if not isinstance(values, dict):
-            raise ValueError(f"{source}: expected a table of options, got {type(values).__name__}")
+            raise ConfigError(None, f"expected a table of options, got {type(values).__name__}", source)
         known = {f.name: f for f in fields(cls)}
-        values = normalize_head_table(values, set(known), source)
+        values = normalize_head_table(values, source)
         unknown = sorted(set(values) - set(known), key=str)
         if unknown:
-            if unknown[0] in _all_head_option_names():  # not one of this head's: name the head's own
-                _check_head_options(values.get("head", known["head"].default), {unknown[0]: None}, source)
-            raise ValueError(f"{source}: unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        types = _field_types(cls)
-        checked = {
-            key: _check_type(key, value, types[key], source)
-            for key, value in values.items()
-            if key != "head_options" and (value is not None or known[key].default is None)
-        }
-        if "head_options" in values:
-            checked["head_options"] = _check_head_options(
-                checked.get("head", known["head"].default), values["head_options"], source
+            raise ConfigError(
+                unknown[0], f"unknown option {unknown[0]!r}; known: {', '.join(sorted(known))}", source
             )
-        config = cls(**checked)
+        given = {
+            key: value for key, value in values.items() if value is not None or known[key].default is None
+        }
+        config = cls()
+        for key, value in given.items():
+            setattr(config, key, value)
         config.validate(source)
         return config
 
-    def validate(self, source: str = "config") -> None:
-        def choice(name: str, choices: tuple[str, ...]) -> None:
-            if getattr(self, name) not in choices:
-                raise ValueError(
-                    f"{source}: {name}={getattr(self, name)!r} is not one of {', '.join(choices)}"
+    def validate(self, source: str | None = None) -> None:
+        """Every field against its declaration (type, choices, range), then the head's options
+        against the head's own declarations; values are converted in place (``lr = 1`` → 1.0)."""
+        hints = _field_types(type(self))
+        for f in fields(self):
+            if f.name != "head_options":
+                setattr(
+                    self,
+                    f.name,
+                    check_field(f.name, getattr(self, f.name), hints[f.name], spec_of(f), source),
                 )
-
-        choice("optimizer", OPTIMIZERS)
-        choice("scheduler", SCHEDULERS)
-        choice("amp", AMP_MODES)
-        choice("on_bad_image", ON_BAD_IMAGE_CHOICES)
-        choice("head", tuple(list_headers()))  # the registry, so a registered head is accepted
-        for name in ("batch_size", "embed_dim"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{source}: {name} must be positive, got {getattr(self, name)}")
-        for name in ("steps", "epochs", "warmup_steps", "eval_every", "checkpoint_every", "workers"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{source}: {name} must be zero or positive, got {getattr(self, name)}")
-        if not math.isfinite(self.lr) or self.lr <= 0:
-            raise ValueError(f"{source}: lr must be a finite number > 0, got {self.lr}")
-        if not 0.0 < self.sample_rate <= 1.0:
-            raise ValueError(f"{source}: sample_rate must be in (0, 1], got {self.sample_rate}")
-        if not math.isfinite(self.backbone_lr_scale) or self.backbone_lr_scale < 0:
-            raise ValueError(
-                f"{source}: backbone_lr_scale must be a finite number ≥ 0, got {self.backbone_lr_scale}"
-            )
-        if self.freeze_backbone_steps < 0:
-            raise ValueError(f"{source}: freeze_backbone_steps must be ≥ 0, got {self.freeze_backbone_steps}")
-        if not isinstance(self.head_options, dict):
-            kind = type(self.head_options).__name__
-            raise ValueError(f"{source}: head_options must be a table, got {kind}")
-        try:  # range-checked by the head's own declarations (s = -1, m = 10 are refused)
-            self.head_options = parse_head_options(self.head, self.head_options)
-        except ValueError as error:
-            raise ValueError(f"{source}: {error}") from None
+        self.head_options = _check_head_options(self.head, self.head_options, source)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def fit_options(self, **built: Any) -> FitOptions:
-        """The :class:`FitOptions` of this recipe; ``built`` holds the objects built from it
-        (optimizer, scheduler, evaluator, datasets, run directory, sinks)."""
-        return FitOptions(
-            batch_size=self.batch_size,
-            device=self.device,
-            evaluation_steps=self.eval_every,
-            num_workers=self.workers,
-            checkpoint_every=self.checkpoint_every,
-            amp=self.amp,
-            grad_clip=self.grad_clip,
-            seed=self.seed,
-            skip_nonfinite=self.skip_nonfinite,
-            sample_rate=self.sample_rate,
-            freeze_backbone_steps=self.freeze_backbone_steps,
-            config=self.to_dict(),
-            **built,
-        )
+    def rows(self) -> Iterator[tuple[str, Any, str]]:
+        """``(field, value, panel)`` of every option, in declaration order, for a run's views;
+        the head's options come as ``head.<name>`` with their effective values."""
+        yield from config_rows(self.to_dict())
 
 
-def normalize_head_table(values: dict[str, Any], known: set[str], source: str = "config") -> dict[str, Any]:
-    """``values`` with the head in its stored shape: ``head`` a name and ``head_options`` a table.
+def config_rows(values: dict[str, Any], num_classes: int | None = None) -> Iterator[tuple[str, Any, str]]:
+    """``(field, value, panel)`` of a recorded config (``config.toml`` or a start event's), in the
+    schema's order; a missing field shows its default, and the head's options appear one by one
+    (``head.s``) with the value the run really uses (:func:`femb.headers.effective_head_options`)."""
+    from femb.headers import effective_head_options
 
-    Accepts a ``[head]`` table (``name`` and the options) and, from config files of older femb
-    versions, the head's options as top-level keys (only those the named head declares; any other
-    key is left for :meth:`TrainConfig.from_dict` to refuse). Types are checked later.
-    """
+    for f in fields(TrainConfig):
+        spec = spec_of(f)
+        if f.name == "head_options":
+            head = values.get("head", TrainConfig.head)
+            table = values.get("head_options")
+            for key, value in effective_head_options(
+                head, table if isinstance(table, dict) else {}, num_classes
+            ).items():
+                yield f"head.{key}", value, spec.panel
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        yield f.name, values.get(f.name, default), spec.panel
+
+
+def schema() -> list[tuple[dataclasses.Field, Spec, Any]]:
+    """``(field, spec, type)`` of every option, in declaration order."""
+    hints = _field_types(TrainConfig)
+    return [(f, spec_of(f), hints[f.name]) for f in fields(TrainConfig)]
+
+
+def normalize_head_table(values: dict[str, Any], source: str | None = "config") -> dict[str, Any]:
+    """``values`` with a ``[head]`` table (``name`` and the options) split into ``head`` and
+    ``head_options``; types are checked later."""
     values = dict(values)
-    options: dict[str, Any] = {}
     head = values.get("head")
     if isinstance(head, dict):
         table = dict(head)
         if "name" not in table:
-            raise ValueError(f'{source}: the [head] table needs a name, e.g. name = "arcface"')
-        values["head"] = head = table.pop("name")
-        options.update(table)
-    if not isinstance(head, str) and head is not None:
-        return values  # refused by the type check, with its usual message
-    name = TrainConfig.head if head is None else head
-    if name in list_headers():
-        declared = {option.name for option in head_options(name)}
-        for key in [key for key in values if key not in known and key in declared]:
-            options[key] = values.pop(key)
-    if options:
+            raise ConfigError("head", 'the [head] table needs a name, e.g. name = "arcface"', source)
+        values["head"] = table.pop("name")
         given = values.get("head_options", {})
         if not isinstance(given, dict):
-            raise ValueError(f"{source}: head_options must be a table, got {type(given).__name__}")
-        values["head_options"] = {**options, **given}
+            raise ConfigError(
+                "head_options", f"head_options must be a table, got {type(given).__name__}", source
+            )
+        values["head_options"] = {**table, **given}
     return values
 
 
-def _check_head_options(head: Any, values: Any, source: str) -> dict[str, Any]:
+def _check_head_options(head: Any, values: Any, source: str | None) -> dict[str, Any]:
     """``values`` typed as head ``head`` declares them, strictly (a file's ``s = "64"`` is an error)."""
     if not isinstance(values, dict):
-        raise ValueError(f"{source}: head_options must be a table, got {type(values).__name__}")
-    if not isinstance(head, str) or head not in list_headers():
-        raise ValueError(f"{source}: head={head!r} is not one of {', '.join(list_headers())}")
+        raise ConfigError(
+            "head_options", f"head_options must be a table, got {type(values).__name__}", source
+        )
     declared = {option.name: option for option in head_options(head)}
-    typed = {}
-    for key, value in values.items():
-        if key in declared and value is not None:
-            value = _check_type(key, value, declared[key].type, source)
-        typed[key] = value
+    typed = {
+        key: check_type(key, value, declared[key].type, source)
+        if key in declared and value is not None
+        else value
+        for key, value in values.items()
+    }
     try:
         return parse_head_options(head, typed)  # unknown options and ranges
     except ValueError as error:
-        raise ValueError(f"{source}: {error}") from None
-
-
-def _all_head_option_names() -> frozenset[str]:
-    return frozenset(option.name for name in list_headers() for option in head_options(name))
-
-
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+        raise ConfigError("head_options", str(error), source) from None
 
 
 @functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
-
-
-def _check_type(name: str, value: Any, annotation: Any, source: str) -> Any:
-    """``value`` as field ``name`` of type ``annotation`` holds it, or a ``ValueError``.
-
-    Strict: a bool is no number and ``"no"`` no bool; an int is accepted for a float (TOML writes
-    ``lr = 1``) and converted; a float for an int only when it is whole (``steps = 100.0``)."""
-    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
-    if value is None and type(None) in options:
-        return None
-    for option in options:
-        if option is type(None):
-            continue
-        converted = _convert(value, option)
-        if converted is not _WRONG:
-            return converted
-    wanted = " or ".join(_describe(option) for option in options if option is not type(None))
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    raise ValueError(f"{source}: {name} must be {wanted}, got {shown} ({type(value).__name__})")
-
-
-_WRONG = object()
-
-
-def _convert(value: Any, annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is list:
-        (item,) = typing.get_args(annotation) or (Any,)
-        if not isinstance(value, list):
-            return _WRONG
-        items = [_convert(v, item) for v in value]
-        return _WRONG if any(v is _WRONG for v in items) else items
-    if annotation is bool:
-        return value if isinstance(value, bool) else _WRONG
-    if isinstance(value, bool):
-        return _WRONG
-    if annotation is int:
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return _WRONG
-    if annotation is float:
-        return float(value) if isinstance(value, (int, float)) else _WRONG
-    if annotation is str:
-        return value if isinstance(value, str) else _WRONG
-    return value  # a type this checker does not know: left to validate()
-
-
-def _describe(annotation: Any) -> str:
-    if typing.get_origin(annotation) is list:
-        (item,) = typing.get_args(annotation) or (Any,)
-        return f"a list of {_TYPE_WORDS.get(item, 'values').removeprefix('an ').removeprefix('a ')}s"
-    return _TYPE_WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))

@@ -4,12 +4,14 @@ One step: backbone forward (under autocast when asked), the head's margin logits
 in fp32, backward, optional clipping, optimizer and scheduler steps. Between steps the loop
 polls its control channel (stop, pause, checkpoint now, evaluate now) and emits events to its
 sinks; nothing else reaches into it. Where the run executes is the :class:`Runtime`'s business,
-what a checkpoint holds :mod:`femb.training.checkpointing`'s, and what ``fit`` takes
-:class:`FitOptions`'s. The only per-step host sync is the loss value, read at log steps.
+what a checkpoint holds :mod:`femb.training.checkpointing`'s; the options are a
+:class:`TrainConfig`, the objects it is given a :class:`FitOptions`. The only per-step host sync
+is the loss value, read at log steps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from dataclasses import dataclass, field
@@ -18,17 +20,21 @@ from typing import Any
 
 import torch
 
+from femb.backbones.registry import prefers_channels_last
+from femb.data.bad_images import skipped_images_note
 from femb.errors import one_line
 from femb.training import checkpointing, reporting
 from femb.training.checkpointing import Checkpointer, TrainingState
+from femb.training.config import TrainConfig
 from femb.training.control import TrainingControl
 from femb.training.events import Event, make_event
 from femb.training.objective import Objective
-from femb.training.options import FitOptions, fit_signature
+from femb.training.options import FitOptions
 from femb.training.runtime import TIMEOUT_ENV, PeerLostError, Runtime, is_collective_failure
 from femb.training.setup import (
     ThroughputMeter,
     build_loader,
+    build_optimizer,
     build_sinks,
     claim_run_dir,
     limits,
@@ -53,51 +59,52 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
 
 
-def fit(model, train_dataset, *args, **kwargs) -> FitResult:
-    """Train ``model`` until ``max_training_steps`` or ``max_epochs`` (whichever comes first; 0 = unused).
-
-    The arguments after ``train_dataset`` are the fields of :class:`FitOptions` (the first eleven,
-    the original femb API, may be given by position); ``options=FitOptions(...)`` gives them all.
-    """
-    options = FitOptions.from_call(args, kwargs, base=kwargs.pop("options", None))
-    return Trainer(model, train_dataset, options).run()
-
-
-fit.__signature__ = fit_signature(("model", "train_dataset"))  # type: ignore[attr-defined]
+def fit(
+    model, train_dataset, config: TrainConfig | None = None, options: FitOptions | None = None
+) -> FitResult:
+    """Train ``model`` until ``config.steps`` or ``config.epochs`` (whichever comes first; both 0:
+    the schema's default length). ``FaceEmbeddingModel.fit`` takes the same as keywords."""
+    config = config if config is not None else TrainConfig()
+    config.validate()
+    options = options if options is not None else FitOptions()
+    options.validate()
+    return Trainer(model, train_dataset, config, options).run()
 
 
 class Trainer:
     """The loop, its control polling and its evaluation cadence; the parts are built in setup."""
 
-    def __init__(self, model, train_dataset, options: FitOptions):
+    def __init__(self, model, train_dataset, config: TrainConfig, options: FitOptions):
         if model.header is None:
             raise ValueError("fit needs a header: this model has none (it was stripped for inference)")
         if train_dataset is None or len(train_dataset) == 0:
             raise ValueError("train_dataset is empty: there is nothing to train on")
-        self.model, self.options = model, options
-        self.runtime = runtime = Runtime.create(options.device, options.amp)
+        self.train_dataset = train_dataset
+        self.model, self.settings, self.options = model, config, options
+        self.runtime = runtime = Runtime.create(config.device, config.amp)
         self.device = runtime.device
         self.control = options.control or TrainingControl()
-        eval_batch = options.eval_batch_size or max(options.batch_size, 64)
+        eval_batch = config.eval_batch_size or max(config.batch_size, 64)
+        if not config.eval_every:  # 0: no evaluation at all, not even at the end (nor the projector)
+            options = dataclasses.replace(options, evaluator=None, val_dataset=None)
+        self.model, self.options = model, options
         self.validation = Validation(options.evaluator, options.val_dataset, model, runtime, eval_batch)
-        self.seed = 0 if options.seed is None else options.seed
-        if options.seed is not None:
-            checkpointing.seed_everything(options.seed)
-        self.loader, self.sampler = build_loader(train_dataset, options, runtime, self.seed)
-        self.steps_per_epoch, total_steps = limits(len(self.sampler), options)
-        optimizer = options.optimizer or torch.optim.SGD(
-            model.params, lr=0.1, momentum=0.9, weight_decay=5e-4
-        )
+        self.seed = 0 if config.seed is None else config.seed
+        if config.seed is not None:
+            checkpointing.seed_everything(config.seed)
+        self.loader, self.sampler = build_loader(train_dataset, config, runtime, self.seed)
+        self.steps_per_epoch, total_steps = limits(len(self.sampler), config)
+        optimizer = options.optimizer or build_optimizer(config, model)
         self.state = TrainingState(
             optimizer, runtime.grad_scaler(), options.lr_global_step_scheduler, options.lr_epoch_scheduler
         )
         self.state.progress.total_steps = total_steps
         self.num_classes = model.num_classes
-        runtime.same_everywhere(recipe_description(model, options, total_steps, len(train_dataset)))
-        self.objective = Objective(model, optimizer, runtime, options.sample_rate, self.seed)
-        self.run_dir, self.lock, self._notes = claim_run_dir(options, runtime, self.control)
+        runtime.same_everywhere(recipe_description(model, config, total_steps, len(train_dataset)))
+        self.objective = Objective(model, optimizer, runtime, config.sample_rate, self.seed)
+        self.run_dir, self.lock, self._notes = claim_run_dir(config, options, runtime, self.control)
         try:
-            self.run_name = options.run_name or (self.run_dir.name if self.run_dir else None)
+            self.run_name = self.run_dir.name if self.run_dir else config.name
             self.config = dict(options.config or {})
             self.checkpointer = Checkpointer(self.run_dir, self.config, self.run_name, runtime.is_primary)
             if self.run_dir is not None and self.control.control_dir is None and runtime.is_primary:
@@ -109,8 +116,15 @@ class Trainer:
                 self.lock.release()
             raise
         self.history: list[dict] = []
+        # Channels-last input and weights where measured faster for this backbone and device.
+        self.memory_format = (
+            torch.channels_last
+            if prefers_channels_last(model.backbone, self.device.type)
+            else torch.preserve_format
+        )
+        model.backbone.to(memory_format=self.memory_format)  # before DDP takes its parameters
         self.backbone = runtime.wrap(model.backbone)
-        self.log_every = options.log_every or (1 if self.device.type == "cpu" else 10)
+        self.log_every = config.log_every or (1 if self.device.type == "cpu" else 10)
         self.meter = ThroughputMeter(0)
         self._evaluated_at: int | None = None
         self._projected = None  # the projector's sample, made before the end event
@@ -166,21 +180,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = images.to(self.device, non_blocking=True)
+        images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         labels = labels.to(self.device, non_blocking=True)
-        frozen = self.step < self.options.freeze_backbone_steps
+        frozen = self.step < self.settings.freeze_backbone_steps
         with self.runtime.autocast(), torch.set_grad_enabled(not frozen):
             embeddings = self.backbone(images)
         loss = self.objective.loss(embeddings, labels)
         optimizer, scaler = self.state.optimizer, self.state.scaler
         optimizer.zero_grad(set_to_none=True)
-        if self.options.skip_nonfinite and self.runtime.any_rank(not bool(torch.isfinite(loss))):
+        if self.settings.skip_nonfinite and self.runtime.any_rank(not bool(torch.isfinite(loss))):
             self.log(f"step {self.step + 1}: non-finite loss ({loss.item()}); step skipped", "warning")
             return loss.detach(), embeddings.detach()
         scaler.scale(loss * self.objective.backward_scale).backward()
-        if self.options.grad_clip:
+        if self.settings.grad_clip:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
         self.objective.optimizer_step(lambda: scaler.step(optimizer))
         scaler.update()
         if self.state.step_scheduler is not None:
@@ -188,7 +202,7 @@ class Trainer:
         return loss.detach(), embeddings.detach()
 
     def check_finite(self, loss: torch.Tensor) -> None:
-        if self.options.skip_nonfinite or not self.runtime.any_rank(not bool(torch.isfinite(loss))):
+        if self.settings.skip_nonfinite or not self.runtime.any_rank(not bool(torch.isfinite(loss))):
             return
         raise NonFiniteLossError(
             f"loss is {loss.item()} at step {self.step}; stopped: {self.checkpointer.kept_description()} "
@@ -252,11 +266,11 @@ class Trainer:
         self.runtime.shutdown()
 
     def _loop(self) -> tuple[str, str]:
-        progress, options = self.progress, self.options
+        progress, config = self.progress, self.settings
         self.meter = ThroughputMeter(self.step)
         while self.step < progress.total_steps:
             progress.epoch = self.step // self.steps_per_epoch
-            self.sampler.set_epoch(progress.epoch, (self.step % self.steps_per_epoch) * options.batch_size)
+            self.sampler.set_epoch(progress.epoch, (self.step % self.steps_per_epoch) * config.batch_size)
             steps_before = self.step
             for images, labels in self._batches():
                 if self._handle_requests():
@@ -281,9 +295,9 @@ class Trainer:
 
     def _after_step(self, loss: torch.Tensor, embeddings: torch.Tensor) -> None:
         """The cadence: step events, evaluation and checkpoints, never on spoilt weights."""
-        step, options = self.step, self.options
-        evaluate_now = bool(options.evaluation_steps) and step % options.evaluation_steps == 0
-        checkpoint_now = bool(options.checkpoint_every) and step % options.checkpoint_every == 0
+        step, config = self.step, self.settings
+        evaluate_now = bool(config.eval_every) and step % config.eval_every == 0
+        checkpoint_now = bool(config.checkpoint_every) and step % config.checkpoint_every == 0
         log_now = step % self.log_every == 0 or step == self.progress.total_steps
         if log_now or evaluate_now or checkpoint_now:
             self.check_finite(loss)
@@ -359,6 +373,9 @@ class Trainer:
                 self._projected = self.validation.projector_sample(on_batch=on_batch)
             if reason == "nonfinite":
                 self.log(message, "error")
+            skipped = skipped_images_note(self.train_dataset)  # workers' finds included (shared)
+            if skipped and self.runtime.is_primary:
+                self.log(skipped, "warning")
             self.emit("end", **reporting.end_fields(self, reason, message))
         finally:
             for close in self._closers:

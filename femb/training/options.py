@@ -1,25 +1,24 @@
-"""Every option of ``fit``, typed and declared once.
+"""What ``fit`` is given besides its configuration: built objects, hooks, control, resume.
 
-``FaceEmbeddingModel.fit`` (the seed README's signature, whose first eleven arguments may be
-given by position), :class:`femb.training.config.TrainConfig` and the command line all build a
-:class:`FitOptions`; the :class:`~femb.training.loop.Trainer` reads nothing else.
+Every training option is a field of :class:`femb.training.config.TrainConfig` (the schema);
+:class:`FitOptions` holds only what is not configuration. ``FaceEmbeddingModel.fit`` keeps the
+seed API's positional order and keyword names (:data:`SEED_ALIASES`); nowhere else knows them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from femb.training.config import TrainConfig, schema
 from femb.training.control import TrainingControl
 from femb.training.events import EventSink
+from femb.training.schema import ConfigError
 
 # The seed README's positional order after (model, train_dataset).
 SEED_POSITIONAL = (
@@ -35,115 +34,93 @@ SEED_POSITIONAL = (
     "max_epochs",
     "tensorboard",
 )
+# The seed API's keyword names → the schema's.
+SEED_ALIASES = {
+    "evaluation_steps": "eval_every",
+    "max_training_steps": "steps",
+    "max_epochs": "epochs",
+    "num_workers": "workers",
+    "run_name": "name",
+}
 
 
 @dataclass
 class FitOptions:
-    """What ``fit`` takes besides the model and the training set (0 means "unused" for limits)."""
+    """The objects a fit is given (built by the caller, or by the recipe from its config)."""
 
-    # --- the original femb API ---
-    batch_size: int = 32
-    device: str | torch.device = "auto"
-    optimizer: torch.optim.Optimizer | None = None  # default: SGD(lr 0.1, momentum 0.9, wd 5e-4)
+    optimizer: torch.optim.Optimizer | None = None  # default: the config's optimizer, lr, momentum...
     lr_epoch_scheduler: Any = None
     lr_global_step_scheduler: Any = None
     evaluator: Any = None
     val_dataset: Any = None
-    evaluation_steps: int = 0  # with an evaluator: every N steps and at the end; 0: only at the end
-    max_training_steps: int = 0
-    max_epochs: int = 0
     tensorboard: bool = False
-    # --- additions ---
-    num_workers: int = 0  # DataLoader worker processes
     callbacks: Sequence[EventSink] = ()  # event sinks, called in the loop's thread
-    run_dir: str | os.PathLike | Any = None  # a path or RunDir; created under runs/ when needed
-    run_name: str | None = None
-    checkpoint_every: int = 0  # steps between checkpoints/last.pt
-    amp: str | bool | None = None  # 'bf16' | 'fp16' | 'auto' | None
-    grad_clip: float = 0.0  # max gradient norm (0: off)
-    seed: int | None = 0
     control: TrainingControl | None = None  # stop / pause / checkpoint / evaluate requests
     resume: str | os.PathLike | dict | None = None  # checkpoint, run directory or loaded checkpoint
-    log_every: int | None = None  # steps between step events (default: 1 on CPU, 10 on GPU)
-    skip_nonfinite: bool = False  # skip a step whose loss is not finite instead of stopping
-    config: dict | None = None  # saved in the run and in checkpoints
-    eval_batch_size: int | None = None
     overwrite: bool = False  # allow a run directory that already holds a run (never the default)
-    sample_rate: float = 1.0  # Partial FC: the share of each rank's class centres used per step
-    freeze_backbone_steps: int = 0  # train only the head for the first N steps (fine-tuning)
-
-    @classmethod
-    def from_call(cls, args: tuple, kwargs: dict[str, Any], base: FitOptions | None = None) -> FitOptions:
-        """Options from ``fit``'s positional (seed order) and keyword arguments over ``base``."""
-        if len(args) > len(SEED_POSITIONAL):
-            raise TypeError(f"fit takes at most {len(SEED_POSITIONAL)} positional options, got {len(args)}")
-        given = dict(zip(SEED_POSITIONAL, args, strict=False))
-        for key, value in kwargs.items():
-            if key in given:
-                raise TypeError(f"fit got multiple values for {key!r}")
-            given[key] = value
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise TypeError(
-                f"fit got an unexpected option {unknown[0]!r}; options: {', '.join(sorted(known))}"
-            )
-        options = dataclasses.replace(base, **given) if base is not None else cls(**given)
-        options.validate()
-        return options
+    config: dict | None = None  # what the run directory and checkpoints record as its config
 
     def validate(self) -> None:
-        """One clear error for options that cannot work, before anything is built."""
-        _positive_int("batch_size", self.batch_size)
-        for name in (
-            "evaluation_steps",
-            "max_training_steps",
-            "max_epochs",
-            "num_workers",
-            "checkpoint_every",
-        ):
-            _non_negative_int(name, getattr(self, name))
-        if not self.max_training_steps and not self.max_epochs:
-            raise ValueError("set max_training_steps or max_epochs (0 means unused; both are 0)")
-        _non_negative_int("freeze_backbone_steps", self.freeze_backbone_steps)
-        if not isinstance(self.sample_rate, (int, float)) or not 0.0 < self.sample_rate <= 1.0:
-            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate!r}")
-        if self.log_every is not None:
-            _positive_int("log_every", self.log_every)
-        if self.eval_batch_size is not None:
-            _positive_int("eval_batch_size", self.eval_batch_size)
-        if (
-            not isinstance(self.grad_clip, (int, float))
-            or not math.isfinite(self.grad_clip)
-            or self.grad_clip < 0
-        ):
-            raise ValueError(f"grad_clip must be a finite number ≥ 0, got {self.grad_clip!r}")
         if self.evaluator is not None and self.val_dataset is None:
             raise ValueError("an evaluator was given without val_dataset")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
-        if isinstance(self.run_dir, (str, Path)) and str(self.run_dir) == "":
-            raise ValueError("run_dir is an empty string")
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def split_fit_arguments(args: tuple, kwargs: dict[str, Any]) -> tuple[TrainConfig, FitOptions]:
+    """``fit``'s positional (seed order) and keyword arguments as (config, objects); the seed
+    API's names are accepted, and an error about a value names the keyword that was given."""
+    if len(args) > len(SEED_POSITIONAL):
+        raise TypeError(f"fit takes at most {len(SEED_POSITIONAL)} positional options, got {len(args)}")
+    given = dict(zip(SEED_POSITIONAL, args, strict=False))
+    for key, value in kwargs.items():
+        if key in given:
+            raise TypeError(f"fit got multiple values for {key!r}")
+        given[key] = value
+    settings, objects, spelled = {}, {}, {}
+    parts = {f.name for f in fields(FitOptions)}
+    loop_fields = {f.name for f, spec, _ in schema() if not spec.built}
+    for key, value in given.items():
+        name = SEED_ALIASES.get(key, key)
+        if name in parts and not (name == "optimizer" and isinstance(value, str)):  # "sgd": the schema's
+            objects[name] = value
+        elif name in loop_fields:
+            settings[name], spelled[name] = _plain(value), key
+        elif name in {f.name for f, _, _ in schema()}:
+            raise TypeError(f"fit got {key!r}: femb train builds an object from it; give fit that object")
+        else:
+            raise TypeError(f"fit got an unexpected option {key!r}; options: {', '.join(fit_keywords())}")
+    try:
+        config = TrainConfig(**settings)
+        config.validate()
+    except ConfigError as error:
+        if error.field in spelled and spelled[error.field] != error.field:
+            raise ConfigError(
+                error.field, error.message.replace(error.field, spelled[error.field], 1)
+            ) from None
+        raise
+    options = FitOptions(**objects)
+    options.validate()
+    return config, options
 
 
-def _non_negative_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer ≥ 0, got {value!r}")
+def _plain(value: Any) -> Any:
+    """A path or a torch.device as the string the schema holds."""
+    return str(value) if isinstance(value, (os.PathLike, torch.device)) else value
+
+
+def fit_keywords() -> list[str]:
+    """The keywords ``fit`` takes: the loop's options (schema names) and the objects."""
+    names = [f.name for f, spec, _ in schema() if not spec.built]
+    return names + [f.name for f in fields(FitOptions)]
 
 
 def fit_signature(leading: Sequence[str]) -> inspect.Signature:
-    """``fit``'s signature as help() shows it, generated from :class:`FitOptions`."""
+    """``fit``'s signature as help() shows it: the seed order first, then every other keyword."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    defaults = {f.name: f.default for f, spec, _ in schema() if not spec.built}
+    defaults.update({f.name: f.default for f in fields(FitOptions)})  # ``optimizer``: the object
     parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in leading]
-    for f in fields(FitOptions):
-        kind = (
-            inspect.Parameter.POSITIONAL_OR_KEYWORD
-            if f.name in SEED_POSITIONAL
-            else inspect.Parameter.KEYWORD_ONLY
-        )
-        parameters.append(inspect.Parameter(f.name, kind, default=f.default))
+    for name in SEED_POSITIONAL:
+        default = defaults.pop(SEED_ALIASES.get(name, name))
+        parameters.append(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default))
+    parameters += [inspect.Parameter(name, keyword, default=default) for name, default in defaults.items()]
     return inspect.Signature(parameters)

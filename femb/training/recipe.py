@@ -1,13 +1,13 @@
 """From a TrainConfig to a running fit: datasets, model, optimizer, scheduler, run directory.
 
-Shared by ``femb train``, ``femb train --resume``, ``femb demo`` and the tests, so that a resumed
+Shared by the command line (a new run, a resumed one, the demo) and the tests, so that a resumed
 run is rebuilt exactly as it was started.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,15 +16,18 @@ import torch
 from femb.backbones import build_backbone
 from femb.headers import build_header, parse_head_options
 from femb.model import FaceEmbeddingModel
-from femb.training.config import TrainConfig
+from femb.training.config import DEFAULT_STEPS, TrainConfig
 from femb.training.control import TrainingControl
 from femb.training.events import EventSink
 from femb.training.loop import FitResult, fit
+from femb.training.memory import BYTES_PER_WEIGHT, available_memory, check_model_memory, gib
+from femb.training.options import FitOptions
 from femb.training.run_dir import RunDir, RunLock, new_run_dir
 from femb.training.runtime import launched_world_size
-from femb.training.setup import step_limits
+from femb.training.schema import ConfigError
+from femb.training.setup import build_optimizer, step_limits
 
-DEFAULT_STEPS = 1000
+__all__ = ["DEFAULT_STEPS", "build_optimizer", "train"]
 SYNTHETIC_VAL_IDENTITIES = 100
 
 
@@ -40,16 +43,16 @@ def build_datasets(config: TrainConfig):
 
     spec = config.data
     if spec == "synthetic" or spec.startswith("synthetic:"):
-        identities = _synthetic_count(spec, "--data")
+        identities = _synthetic_count(spec, "data")
         # Before the set is built: its label list alone grows with identities × images.
-        _check_synthetic_memory(config, identities, "--data")
+        _check_synthetic_memory(config, identities, "data")
         train = SyntheticFaces(
             num_identities=identities,
             images_per_identity=config.images_per_identity,
             seed=config.seed,
             train=True,
         )
-        val_default = lambda: SyntheticFaces(  # noqa: E731 - built only when no --val is given
+        val_default = lambda: SyntheticFaces(  # noqa: E731 - built only when no val is given
             num_identities=SYNTHETIC_VAL_IDENTITIES,
             images_per_identity=10,
             seed=config.seed,
@@ -58,17 +61,18 @@ def build_datasets(config: TrainConfig):
     else:
         root = Path(spec)
         if not root.exists():
-            raise ValueError(
-                f"--data {spec}: no such folder (expected an image folder, an InsightFace RecordIO folder "
-                "or synthetic[:N])"
+            raise ConfigError(
+                "data",
+                f"data {spec}: no such folder (expected an image folder, an InsightFace RecordIO folder "
+                "or synthetic[:N])",
             )
         train = open_training_dataset(root, train=True, on_bad_image=config.on_bad_image)
         val_default = None
     if config.val is None:
         val = val_default() if val_default is not None else None
     elif config.val.startswith("synthetic"):
-        val_identities = _synthetic_count(config.val, "--val")
-        _check_synthetic_memory(config, val_identities, "--val", images_per_identity=10)
+        val_identities = _synthetic_count(config.val, "val")
+        _check_synthetic_memory(config, val_identities, "val", images_per_identity=10)
         val = SyntheticFaces(
             num_identities=val_identities,
             images_per_identity=10,
@@ -82,10 +86,10 @@ def build_datasets(config: TrainConfig):
         elif path.is_dir():
             val = ImageFolderDataset(path)
         else:
-            raise ValueError(f"--val {config.val}: not a .bin pairs file or an image folder")
+            raise ConfigError("val", f"val {config.val}: not a .bin pairs file or an image folder")
     if val is not None and not isinstance(val, PairsDataset) and len(val) < 2:
-        raise ValueError(f"--val {config.val}: needs at least two images")
-    check_memory(config, train.num_classes)  # the model too, before anything is written
+        raise ConfigError("val", f"val {config.val}: needs at least two images")
+    check_model_memory(config.embed_dim, train.num_classes)  # the model too, before anything is written
     if config.augment:
         from femb.data.transforms import FaceAugment
 
@@ -94,115 +98,50 @@ def build_datasets(config: TrainConfig):
 
 
 def _check_synthetic_memory(
-    config: TrainConfig, identities: int, option: str, images_per_identity: int | None = None
+    config: TrainConfig, identities: int, field: str, images_per_identity: int | None = None
 ) -> None:
     """A synthetic set of ``identities`` (its label list) and, for training, its head must fit."""
     per_identity = config.images_per_identity if images_per_identity is None else images_per_identity
     needed = identities * (SYNTHETIC_BYTES_PER_IDENTITY + max(0, per_identity) * SYNTHETIC_BYTES_PER_IMAGE)
     if images_per_identity is None:  # the training set: its head comes with it
-        check_memory(config, identities)  # the model alone, with a message about --embed-dim
+        check_model_memory(config.embed_dim, identities)  # the model alone, with its own message
         needed += identities * int(config.embed_dim) * BYTES_PER_WEIGHT
     available = available_memory()
     if available is not None and needed > available:
-        raise ValueError(
-            f"{option} synthetic:{identities}: {identities:,} identities need at least {_gib(needed)} "
-            f"of memory; only {_gib(available)} is available: use fewer identities"
-            + (" or a smaller --embed-dim" if images_per_identity is None else "")
+        raise ConfigError(
+            field,
+            f"{field} synthetic:{identities}: {identities:,} identities need at least {gib(needed)} "
+            f"of memory; only {gib(available)} is available: use fewer identities"
+            + (" or a smaller embed_dim" if images_per_identity is None else ""),
         )
 
 
-def _synthetic_count(spec: str, option: str) -> int:
+def _synthetic_count(spec: str, field: str) -> int:
     if spec == "synthetic":
         return 200
     try:
         count = int(spec.split(":", 1)[1])
     except ValueError:
-        raise ValueError(f"{option} {spec}: expected synthetic or synthetic:N_IDENTITIES") from None
+        raise ConfigError(field, f"{field} {spec}: expected synthetic or synthetic:N_IDENTITIES") from None
     if count < 2:
-        raise ValueError(f"{option} {spec}: needs at least 2 identities")
+        raise ConfigError(field, f"{field} {spec}: needs at least 2 identities")
     return count
 
 
 def build_model(config: TrainConfig, num_classes: int) -> FaceEmbeddingModel:
-    # Range-checked by the head's own option declarations (--s -1, --m 10 are refused).
+    # Range-checked by the head's own option declarations (s = -1, m = 10 are refused).
     try:
         head_kwargs = parse_head_options(config.head, config.head_options)
     except ValueError as error:
-        raise ValueError(f"options: {error}") from None
-    check_memory(config, num_classes)  # before a single byte of the model is allocated
+        raise ConfigError("head_options", str(error)) from None
+    check_model_memory(config.embed_dim, num_classes)  # before a single byte of the model is allocated
     backbone = build_backbone(config.backbone, embed_dim=config.embed_dim, weights=config.init_backbone)
     header = build_header(config.head, config.embed_dim, num_classes, **head_kwargs)
     return FaceEmbeddingModel(backbone, header, torch.nn.CrossEntropyLoss())
 
 
-# A float32 weight costs itself, its gradient and the optimizer's momentum (AdamW: two moments).
-BYTES_PER_WEIGHT = 4 * 3
-# The widest input of any backbone's embedding layer (iresnet: 512 channels × 7 × 7).
-MAX_EMBEDDING_LAYER_INPUTS = 512 * 7 * 7
 # A synthetic identity costs its name in ``classes``; each of its images a ``labels`` entry.
 SYNTHETIC_BYTES_PER_IDENTITY, SYNTHETIC_BYTES_PER_IMAGE = 80, 40
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process can still use: ``MemAvailable`` (Linux), else physical memory,
-    capped by a cgroup limit; None when nothing says."""
-    candidates = []
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    candidates.append(int(line.split()[1]) * 1024)
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
-    if not candidates:
-        try:
-            candidates.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (OSError, ValueError, AttributeError):
-            pass
-    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            text = Path(limit_file).read_text().strip()
-            if text.isdigit() and int(text) < 1 << 60:
-                candidates.append(int(text))
-        except OSError:
-            pass
-    candidates = [c for c in candidates if c > 0]
-    return min(candidates) if candidates else None
-
-
-def _gib(size: float) -> str:
-    return f"{size / 2**30:,.1f} GiB"
-
-
-def check_memory(config: TrainConfig, num_classes: int, extra_bytes: int = 0) -> None:
-    """Refuse, before allocating, a model (plus ``extra_bytes``) that memory cannot hold.
-
-    The estimate is a lower bound: the head's ``classes × embed_dim`` weights and the backbone's
-    embedding layer, each with its gradient and momentum; activations come on top.
-    """
-    head = int(num_classes) * int(config.embed_dim) * BYTES_PER_WEIGHT
-    embedding_layer = MAX_EMBEDDING_LAYER_INPUTS * int(config.embed_dim) * BYTES_PER_WEIGHT
-    needed = head + embedding_layer + int(extra_bytes)
-    available = available_memory()
-    if available is not None and needed > available:
-        raise ValueError(
-            f"--embed-dim {config.embed_dim} with {num_classes:,} identities needs at least "
-            f"{_gib(needed)} of memory (the head alone {_gib(head)}); only {_gib(available)} is "
-            "available: use a smaller --embed-dim or fewer identities"
-        )
-
-
-def build_optimizer(config: TrainConfig, model: FaceEmbeddingModel) -> torch.optim.Optimizer:
-    groups = model.params
-    for group in groups:  # fine-tuning: a pretrained backbone usually wants a smaller step
-        if group["name"] == "backbone":
-            group["lr"] = config.lr * config.backbone_lr_scale
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 class WarmupSchedule:
@@ -240,8 +179,6 @@ class WarmupSchedule:
 
 def total_steps(config: TrainConfig, num_images: int) -> int:
     """The run's length for its learning-rate schedule, counted as the loop counts it."""
-    if not config.steps and not config.epochs:
-        return DEFAULT_STEPS
     samples_per_rank = num_images // launched_world_size()
     return step_limits(samples_per_rank, config.batch_size, config.steps, config.epochs)[1]
 
@@ -274,7 +211,7 @@ def train(
 
     train_set, val_set = datasets if datasets is not None else build_datasets(config)
     if len(train_set) == 0:
-        raise ValueError(f"--data {config.data}: no training images")
+        raise ConfigError("data", f"data {config.data}: no training images")
     torch.manual_seed(config.seed)  # the initial weights are part of the recipe: same seed, same run
     model = build_model(config, train_set.num_classes)
     optimizer = build_optimizer(config, model)
@@ -284,39 +221,34 @@ def train(
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     run_dir = run_dir or prepare_run_dir(config, overwrite=overwrite)
-    if not resume:
-        config.run_dir = str(run_dir.path)
-    if not config.eval_every:
-        val_set = None  # eval_every 0: no evaluation at all, not even at the end
+    config.run_dir = str(run_dir.path)  # where it is now, should a resumed run have moved
     evaluator = (
         VerificationEvaluator(similarity="cos", num_pairs=config.val_pairs, seed=config.seed)
         if val_set is not None
         else None
     )
-    options = config.fit_options(
+    options = FitOptions(
         optimizer=optimizer,
         lr_global_step_scheduler=scheduler,
         evaluator=evaluator,
         val_dataset=val_set,
-        max_training_steps=steps,
         tensorboard=tensorboard,
         callbacks=callbacks,
-        run_dir=run_dir,
-        run_name=run_dir.name,
         control=control,
         resume=run_dir.last_checkpoint if resume else None,
         overwrite=overwrite,
+        config=config.to_dict(),
     )
-    return fit(model, train_set, options=options)
+    return fit(model, train_set, dataclasses.replace(config, steps=steps, epochs=0), options)
 
 
 def load_run_config(run_dir: str | Path) -> tuple[TrainConfig, RunDir]:
-    """The config a run was started with, for ``--resume``."""
+    """The config a run was started with, to resume it."""
     folder = RunDir(Path(run_dir))
     if not folder.path.is_dir():
-        raise ValueError(f"--resume {run_dir}: no such run directory")
+        raise ValueError(f"{run_dir}: no such run directory")
     if not folder.config_file.is_file():
-        raise ValueError(f"--resume {run_dir}: no config.toml (not a femb run directory)")
+        raise ValueError(f"{run_dir}: no config.toml (not a femb run directory)")
     if not folder.last_checkpoint.is_file():
-        raise ValueError(f"--resume {run_dir}: no checkpoints/last.pt to resume from")
+        raise ValueError(f"{run_dir}: no checkpoints/last.pt to resume from")
     return TrainConfig.from_dict(folder.read_config(), source=str(folder.config_file)), folder

@@ -19,7 +19,7 @@ def start_fields(trainer) -> dict:
         "num_classes": trainer.num_classes,
         "num_parameters": sum(p.numel() for p in trainer.model.backbone.parameters()),
         "device": str(trainer.device),
-        "batch_size": trainer.options.batch_size,
+        "batch_size": trainer.settings.batch_size,
         "world_size": trainer.runtime.world_size,
     }
 

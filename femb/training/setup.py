@@ -6,8 +6,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from torch.utils.data import DataLoader
 
+from femb.training.config import DEFAULT_STEPS, TrainConfig
 from femb.training.control import TrainingControl
 from femb.training.events import EventSink
 from femb.training.options import FitOptions
@@ -17,7 +19,7 @@ from femb.training.sampler import EpochSampler
 
 
 def build_loader(
-    dataset, options: FitOptions, runtime: Runtime, seed: int
+    dataset, config: TrainConfig, runtime: Runtime, seed: int
 ) -> tuple[DataLoader, EpochSampler]:
     """This rank's loader over its slice of a seeded permutation; a ragged last batch is kept
     only when the slice is smaller than one batch (otherwise every step has the same size)."""
@@ -30,27 +32,43 @@ def build_loader(
         )
     loader = DataLoader(
         dataset,
-        batch_size=options.batch_size,
+        batch_size=config.batch_size,
         sampler=sampler,
-        drop_last=per_rank >= options.batch_size,
-        num_workers=options.num_workers,
+        drop_last=per_rank >= config.batch_size,
+        num_workers=config.workers,
         pin_memory=runtime.device.type == "cuda",
         persistent_workers=False,
     )
     return loader, sampler
 
 
-def limits(samples_per_rank: int, options: FitOptions) -> tuple[int, int]:
+def limits(samples_per_rank: int, config: TrainConfig) -> tuple[int, int]:
     """(steps per epoch, total steps) of a fit."""
-    return step_limits(samples_per_rank, options.batch_size, options.max_training_steps, options.max_epochs)
+    return step_limits(samples_per_rank, config.batch_size, config.steps, config.epochs)
+
+
+def build_optimizer(config: TrainConfig, model) -> torch.optim.Optimizer:
+    """The config's optimizer over the model's groups; the backbone's rate scaled for fine-tuning."""
+    groups = model.params
+    for group in groups:  # fine-tuning: a pretrained backbone usually wants a smaller step
+        if group["name"] == "backbone":
+            group["lr"] = config.lr * config.backbone_lr_scale
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def step_limits(samples_per_rank: int, batch_size: int, max_steps: int, max_epochs: int) -> tuple[int, int]:
     """(steps per epoch, total steps): whichever of ``max_steps`` and ``max_epochs`` comes first.
 
     An epoch is one pass of *this rank's* slice of the data, so with several processes an epoch
-    has 1/W of the steps; the recipe's learning-rate schedule and the loop count alike.
+    has 1/W of the steps; the recipe's learning-rate schedule and the loop count alike. Neither
+    set: :data:`~femb.training.config.DEFAULT_STEPS`.
     """
+    if not max_steps and not max_epochs:
+        max_steps = DEFAULT_STEPS
     steps_per_epoch = max(1, samples_per_rank // batch_size)
     candidates = [max_steps] if max_steps else []
     if max_epochs:
@@ -59,19 +77,19 @@ def step_limits(samples_per_rank: int, batch_size: int, max_steps: int, max_epoc
 
 
 def claim_run_dir(
-    options: FitOptions, runtime: Runtime, control: TrainingControl
+    config: TrainConfig, options: FitOptions, runtime: Runtime, control: TrainingControl
 ) -> tuple[RunDir | None, RunLock | None, list[str]]:
     """The run directory, owned by this process alone, and notes for the log.
 
     An earlier run in it is never overwritten (unless ``overwrite``); a stale control request
     left there by a dead process is discarded, not obeyed. Only rank 0 touches the folder.
     """
-    run_dir = options.run_dir
-    if run_dir is None and (options.tensorboard or options.checkpoint_every) and runtime.is_primary:
-        run_dir = new_run_dir(options.run_name or "fit")
-    if run_dir is None:
+    if config.run_dir is None and options.tensorboard and runtime.is_primary:
+        run_dir = new_run_dir(config.name or "fit")
+    elif config.run_dir is None:
         return None, None, []
-    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    else:
+        run_dir = RunDir(Path(config.run_dir))
     if not runtime.is_primary:
         return run_dir, None, []
     run_dir.create()
@@ -166,7 +184,7 @@ class ThroughputMeter:
         return images / elapsed, self.smoothed
 
 
-def recipe_description(model, options: FitOptions, total_steps: int, num_images: int) -> dict:
+def recipe_description(model, config: TrainConfig, total_steps: int, num_images: int) -> dict:
     """What every rank must agree on; a rank started otherwise is refused before the first step."""
     from femb.headers import header_spec
 
@@ -174,8 +192,8 @@ def recipe_description(model, options: FitOptions, total_steps: int, num_images:
         "head": header_spec(model.header) if model.header is not None else None,
         "backbone": getattr(model.backbone, "femb_spec", type(model.backbone).__name__),
         "train images": num_images,
-        "seed": options.seed,
-        "batch_size": options.batch_size,
+        "seed": config.seed,
+        "batch_size": config.batch_size,
         "total_steps": total_steps,
-        "sample_rate": options.sample_rate,
+        "sample_rate": config.sample_rate,
     }

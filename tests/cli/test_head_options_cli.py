@@ -1,8 +1,8 @@
 """`femb train --head NAME --head-opt KEY=VALUE`: the head's own declarations, end to end.
 
 Parsing, errors (one line naming the head and its options), `--help` and `femb info` generated
-from the registry, the `[head_options]` table in config.toml, and the resume of a run whose
-config.toml has an older femb's flat keys (`s = …`, `m = …` at the top level).
+from the registry, the `[head_options]` table in config.toml, and the refusal of a config.toml
+with head options at the top level (a shape never released).
 """
 
 from __future__ import annotations
@@ -90,25 +90,17 @@ def test_a_head_table_in_a_config_file_and_head_opt_on_top(tmp_path):
     assert (resolved["head"], resolved["head_options"]) == ("cosface", {"s": 30.0, "m": 0.3})
 
 
-def test_resume_of_a_run_whose_config_has_the_old_flat_head_keys(tmp_path):
+def test_resume_of_a_config_with_top_level_head_keys_is_refused_by_name(tmp_path):
+    """Head options at the top level of config.toml were never released: such a file is refused."""
     run_dir = tmp_path / "run"
     first = train("--head", "cosface", "--s", 30, "--m", 0.25, "--steps", 2, "--run-dir", run_dir)
     assert first.exit_code == 0, first.output
-    # Rewrite config.toml as femb wrote it before head options had their table; and ask for 2 more steps.
     config = read_toml(run_dir / "config.toml")
     config.update(config.pop("head_options"), steps=4)
     (run_dir / "config.toml").write_text(tomli_w.dumps(config))
-    assert (
-        "head_options" not in read_toml(run_dir / "config.toml") and read_toml(run_dir / "config.toml")["s"]
-    )
-
     resumed = runner.invoke(app, ["train", "--resume", str(run_dir), "--no-dashboard"])
-    assert resumed.exit_code == 0, resumed.output
-    assert "completed at step 4" in resumed.output
-    header = load_checkpoint(run_dir, prefer="last")["header"]
-    assert (header["name"], header["kwargs"]["s"], header["kwargs"]["m"]) == ("cosface", 30.0, 0.25)
-    starts = [e for e in read_events(run_dir / "metrics.jsonl") if e["event"] == "start"]
-    assert starts[-1]["start_step"] == 2 and starts[-1]["config"]["head_options"] == {"s": 30.0, "m": 0.25}
+    assert resumed.exit_code == 2, resumed.output
+    assert f"{run_dir / 'config.toml'}: unknown option 'm'" in resumed.output
 
 
 def test_resume_names_a_head_option_it_ignores(tmp_path):

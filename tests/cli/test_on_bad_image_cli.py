@@ -70,7 +70,7 @@ def test_an_unknown_policy_is_refused_before_training(tmp_path, capsys, folder_w
     code, output = run(capsys, "--data", root, "--on-bad-image", "ignore", "--run-dir", tmp_path / "run")
     assert code == 2, output
     lines = [line for line in output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "on_bad_image='ignore' is not one of skip, error" in lines[0], output
+    assert len(lines) == 1 and "--on-bad-image='ignore' is not one of skip, error" in lines[0], output
     assert not (tmp_path / "run").exists()
 
 

@@ -169,8 +169,9 @@ def test_misuse_errors(tmp_path):
             max_training_steps=1,
             device="cpu",
         )
-    with pytest.raises(ValueError, match="max_training_steps or max_epochs"):
-        model.fit(make_data(), device="cpu")
+    # A bad value is named as it was given: the seed API's keyword, not the schema's field.
+    with pytest.raises(ValueError, match=r"^max_training_steps must be an integer ≥ 0 and ≤ 1,000,000,000"):
+        model.fit(make_data(), device="cpu", max_training_steps=-1)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             model.fit(make_data(), device="cuda", max_training_steps=1)
