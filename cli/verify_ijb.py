@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +65,9 @@ def ijb_command(
     batch_size: Annotated[
         int, typer.Option(help="Faces per forward pass.", min=1, rich_help_panel=RUNTIME)
     ] = 64,
+    workers: Annotated[
+        int, typer.Option(help="Threads that read and align the faces.", min=1, rich_help_panel=RUNTIME)
+    ] = min(4, os.cpu_count() or 1),
     provider: Annotated[
         str,
         typer.Option(help="auto | cuda | cpu (onnxruntime, or the PyTorch device).", rich_help_panel=RUNTIME),
@@ -117,9 +122,8 @@ def ijb_command(
             meta = load_ijb_meta(root, set_name, meta_prefix)
             progress("reading meta files", 1, 1)
             timings["reading_meta"] = time.perf_counter() - started
-            runtime, notes, faces = _face_embeddings(
-                model, meta, provider, batch_size, flip, on_bad_image, features, progress, timings
-            )
+            embedding = _Embedding(model, provider, batch_size, workers, flip, on_bad_image, features)
+            runtime, notes, faces = _face_embeddings(embedding, meta, progress, timings)
             outcome = _evaluate(meta, faces, flip, detector_score, normalize_faces, progress, timings)
     except (ValueError, OSError, RuntimeError) as error:  # bad input, unreadable files, a failing model
         raise fail(one_line(error)) from None
@@ -144,7 +148,20 @@ def ijb_command(
     _write_outputs(summary, scores, json_out, scores_out)
 
 
-def _face_embeddings(model, meta, provider, batch_size, flip, on_bad_image, features, progress, timings):
+@dataclass(frozen=True)
+class _Embedding:
+    """How the faces are embedded: the options that reach :func:`_face_embeddings`."""
+
+    model: Path
+    provider: str
+    batch_size: int
+    workers: int
+    flip: bool
+    on_bad_image: str
+    features: Path | None
+
+
+def _face_embeddings(options: _Embedding, meta, progress, timings):
     """(runtime description, notes, the faces' embeddings): from the cache when it matches (the model
     is then never loaded), else computed."""
     from femb.checkpoint import resolve_checkpoint_path
@@ -154,6 +171,7 @@ def _face_embeddings(model, meta, provider, batch_size, flip, on_bad_image, feat
     from femb.inference import is_onnx_model, open_embedder
 
     started = time.perf_counter()
+    model, features = options.model, options.features
     model_file = model if model.is_file() and is_onnx_model(model) else resolve_checkpoint_path(model)
     identity = {
         "model_sha256": file_sha256(model_file),
@@ -162,7 +180,7 @@ def _face_embeddings(model, meta, provider, batch_size, flip, on_bad_image, feat
     }
     notes = []
     if features is not None:
-        cached, why = load_features(features, identity, flip)
+        cached, why = load_features(features, identity, options.flip)
         if cached is not None:
             timings["features_from_cache"] = time.perf_counter() - started
             return (
@@ -171,9 +189,17 @@ def _face_embeddings(model, meta, provider, batch_size, flip, on_bad_image, feat
                 cached,
             )
         notes.append(f"computing face features: {why}")
-    embedder = open_embedder(model, provider=provider, batch_size=batch_size)
+    embedder = open_embedder(model, provider=options.provider, batch_size=options.batch_size)
     notes[:0] = [note for note in (embedder.note, getattr(embedder, "assumption", "")) if note]
-    faces = embed_faces(meta, embedder.embed, batch_size, flip, on_bad_image, progress)
+    faces = embed_faces(
+        meta,
+        embedder.embed,
+        options.batch_size,
+        options.flip,
+        options.on_bad_image,
+        progress,
+        options.workers,
+    )
     timings["aligning_and_embedding"] = time.perf_counter() - started
     if features is not None:
         save_features(features, faces, identity)
@@ -203,7 +229,11 @@ def _evaluate(meta, faces, flip, detector_score, normalize_faces, progress, timi
     scores = score_pairs(template_ids, matrix, meta.pairs, progress=progress)
     verification = verification_at_far(meta.labels, scores)
     timings["scoring"] = time.perf_counter() - started
-    identification = identify_from_lists(meta, template_ids, matrix)
+    try:
+        identification = identify_from_lists(meta, template_ids, matrix)
+    except ValueError as error:  # a broken 1:N list must not cost the 1:1 result
+        typer.echo(f"warning: 1:N identification skipped: {one_line(error)}", err=True)
+        identification = {}
     return verification, identification, scores
 
 

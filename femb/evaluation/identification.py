@@ -1,7 +1,8 @@
 """1:N identification on IJB-B / IJB-C templates: rank-k accuracy and TPIR at FPIR (open set).
 
-Gallery and probe lists are IJB's protocol CSVs (``<set>_1N_gallery_G1.csv``, ``_G2.csv``,
-``<set>_1N_probe_mixed.csv``; columns ``TEMPLATE_ID,SUBJECT_ID,FILENAME,...``, one row per face).
+Gallery and probe lists are IJB's protocol CSVs (``<set>_1N_gallery_G1.csv``, ``_G2.csv`` —
+IJB-B's ``_S1``/``_S2`` — and ``<set>_1N_probe_mixed.csv``; columns
+``TEMPLATE_ID,SUBJECT_ID,FILENAME,...``, one row per face).
 A probe is *mated* when its subject is in the gallery. For a gallery subject the probe's score is
 the best over that subject's gallery templates.
 
@@ -26,7 +27,7 @@ from femb.evaluation.ijb_meta import IjbMeta
 
 RANKS = (1, 5)
 FPIR_TARGETS = (0.01, 0.1)
-GALLERIES = ("G1", "G2")
+GALLERIES = ("G1", "G2", "S1", "S2")  # IJB-C names its galleries G1/G2, IJB-B S1/S2
 # Probes scored against the gallery at once (keeps the probe × gallery block small).
 _PROBE_CHUNK = 4096
 

@@ -10,6 +10,7 @@ FAR is the TPR at the ROC point whose FPR is nearest the target (ties: the highe
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,39 +58,42 @@ def embed_faces(
     flip: bool = True,
     on_bad_image: str = "error",
     progress: Progress = _quiet,
+    workers: int = 1,
 ) -> FaceEmbeddings:
     """Align and embed every face of ``meta``; ``embed`` maps uint8 ``N×112×112×3`` RGB to ``N×D``.
 
     ``on_bad_image``: ``error`` raises on an absent or unreadable image (naming it and its line in
     the face list); ``skip`` leaves the face out and lists it in :attr:`FaceEmbeddings.skipped`.
+    ``workers`` threads read and align each batch (PIL decodes and warps without the GIL).
     """
     if on_bad_image not in BAD_IMAGE_CHOICES:
         raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_CHOICES)}, got {on_bad_image!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     total = len(meta.names)
     plain: np.ndarray | None = None
     mirrored: np.ndarray | None = None
     skipped: list[str] = []
-    for start in range(0, total, batch_size):
-        indices, faces = [], []
-        for index in range(start, min(start + batch_size, total)):
-            face = _aligned(meta, index, on_bad_image == "skip")
-            if face is None:
-                skipped.append(str(meta.image_path(index)))
-            else:
-                indices.append(index)
-                faces.append(face)
-        progress("aligning", min(start + batch_size, total), total)
-        if faces:
-            batch = np.stack(faces)
-            out = np.asarray(embed(batch), dtype=np.float32)
-            if plain is None:
-                plain = np.full((total, out.shape[1]), np.nan, dtype=np.float32)
-                mirrored = np.full_like(plain, np.nan) if flip else None
-            plain[indices] = out
-            if mirrored is not None:
-                mirror = np.ascontiguousarray(batch[:, :, ::-1])
-                mirrored[indices] = np.asarray(embed(mirror), dtype=np.float32)
-        progress("embedding", min(start + batch_size, total), total)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, total, batch_size):
+            stop = min(start + batch_size, total)
+            aligned = list(
+                pool.map(lambda index: _aligned(meta, index, on_bad_image == "skip"), range(start, stop))
+            )
+            skipped += [str(meta.image_path(start + k)) for k, face in enumerate(aligned) if face is None]
+            indices = [start + k for k, face in enumerate(aligned) if face is not None]
+            progress("reading and aligning faces", stop, total)
+            if indices:
+                batch = np.stack([face for face in aligned if face is not None])
+                out = np.asarray(embed(batch), dtype=np.float32)
+                if plain is None:
+                    plain = np.full((total, out.shape[1]), np.nan, dtype=np.float32)
+                    mirrored = np.full_like(plain, np.nan) if flip else None
+                plain[indices] = out
+                if mirrored is not None:
+                    mirror = np.ascontiguousarray(batch[:, :, ::-1])
+                    mirrored[indices] = np.asarray(embed(mirror), dtype=np.float32)
+            progress("embedding faces", stop, total)
     if plain is None:
         raise DataFormatError(f"{meta.meta_file('face_tid_mid')}: no readable image among {total} faces")
     return FaceEmbeddings(plain, mirrored, skipped)

@@ -229,3 +229,19 @@ def test_an_unknown_set_needs_a_meta_prefix(ijb_set, model, tmp_path):
 def test_a_missing_model_or_root(ijb_set, model, tmp_path):
     assert "no such file or directory" in _run_bad(ijb_set, tmp_path / "absent.onnx")
     assert "--root" in _run_bad(tmp_path / "nowhere", model)
+
+
+def test_a_broken_1n_list_costs_only_the_1n_table(broken_set, model, tmp_path):
+    gallery = broken_set / "meta" / "ijbc_1N_gallery_G1.csv"
+    gallery.write_text(gallery.read_text() + "777,3,loose_crop/1.jpg,1,0,0,0,0\n")
+    out = tmp_path / "r.json"
+    result = runner.invoke(
+        app, ["verify", "ijb", str(model), "--root", str(broken_set), "--provider", "cpu", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: 1:N identification skipped: " in result.stderr
+        and "template 777 has no faces" in result.stderr
+    )
+    summary = json.loads(out.read_text())
+    assert summary["identification"] == {} and summary["num_pairs"] == 120
