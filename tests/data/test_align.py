@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from femb.data import DataFormatError
 from femb.data.align import (
@@ -130,6 +131,11 @@ def test_aligning_a_moved_face_gives_the_face_back():
     aligned = align_face(loose, _apply(forward, ARCFACE_DST))
     inner = (slice(10, 102), slice(10, 102))
     assert np.abs(aligned[inner].astype(float) - face[inner].astype(float)).mean() < 6.0
+    # another crop size scales the destination points with it: the same face at twice the size
+    large = align_face(loose, _apply(forward, ARCFACE_DST), size=224)
+    assert large.shape == (224, 224, 3)
+    halved = np.asarray(Image.fromarray(large).resize((112, 112), Image.Resampling.BILINEAR), dtype=float)
+    assert np.abs(halved[inner] - face[inner].astype(float)).mean() < 8.0
 
 
 def test_landmark_lines(tmp_path):
