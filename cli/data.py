@@ -140,6 +140,8 @@ def _check_images(sources: Iterator[tuple[str, Callable[[], bytes]]], limit: int
 
     from PIL import Image
 
+    from femb.data.transforms import IMAGE_ERRORS
+
     sizes: Counter[str] = Counter()
     checked = bad = 0
     first_bad = None
@@ -151,7 +153,7 @@ def _check_images(sources: Iterator[tuple[str, Callable[[], bytes]]], limit: int
             with Image.open(io.BytesIO(read())) as image:
                 image.load()
                 sizes[f"{image.width}x{image.height}"] += 1
-        except (OSError, ValueError, SyntaxError) as error:  # PIL's errors and DataFormatError
+        except IMAGE_ERRORS as error:  # PIL's errors (a decompression bomb too) and DataFormatError
             bad += 1
             first_bad = first_bad or f"{name}: {one_line(error)}"
     return {"image_sizes": dict(sizes.most_common()), "checked": checked, "bad": bad, "first_bad": first_bad}

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from femb.data.bad_images import BadImages, skipped_images_note
 from femb.data.decode import load_face
 from femb.data.faces import LabelledFaces
 from femb.data.transforms import (
@@ -21,7 +22,6 @@ from femb.data.transforms import (
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff", ".webp")
 ON_ERROR_CHOICES = ("skip", "raise")
-_WARN_FIRST = 5  # bad files skipped while reading are named in warnings up to this many; then counted
 
 
 class ImageFolderDataset(LabelledFaces):
@@ -33,9 +33,10 @@ class ImageFolderDataset(LabelledFaces):
 
     ``on_error="skip"``: a file that cannot be decoded is replaced by the next readable image of
     the SAME identity (deterministically; only when none of that identity's images can be read,
-    by the next readable sample, returned with that sample's own label), named in a warning (the
-    first few) and counted: ``skipped`` distinct bad files, ``first_bad_path`` the first one seen.
-    With DataLoader workers each worker keeps its own count. ``on_error="raise"``: an
+    by the next readable sample, returned with that sample's own label) and counted, silently:
+    ``skipped`` distinct bad files, ``first_bad_path`` the first one, ``bad_images`` all of them,
+    shared with DataLoader worker processes so that the main process counts what the workers
+    found (:func:`~femb.data.bad_images.skipped_images_note` words it). ``on_error="raise"``: an
     :class:`ImageLoadError` whose one-line message names the file. :meth:`find_unreadable`
     decodes every file once so that a pair builder can leave the bad ones out before it draws
     (see :func:`femb.data.labelled_pairs.pairs_from_labelled`).
@@ -82,11 +83,8 @@ class ImageFolderDataset(LabelledFaces):
         self.classes = classes
         self.samples = samples
         self.labels = [label for _, label in samples]
-        self.skipped = 0
-        self.first_bad_path: Path | None = None
-        self.first_bad_reason: str | None = None
-        self._bad: set[int] = set()
-        self._warned = 0
+        self.bad_images = BadImages(len(samples))
+        self._first_bad: tuple[Path, str | None] | None = None  # what this process saw first
         self._scanned = False
         # Each identity's samples are contiguous (added folder by folder): [start, end) by label.
         self._class_starts = [0] * len(classes)
@@ -106,26 +104,39 @@ class ImageFolderDataset(LabelledFaces):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def skipped(self) -> int:
+        """Distinct unreadable files found so far, by this process or its DataLoader workers."""
+        return len(self.bad_images)
+
+    @property
+    def first_bad_path(self) -> Path | None:
+        if self._first_bad is not None:
+            return self._first_bad[0]
+        first = self.bad_images.indices(1)
+        return self.samples[first[0]][0] if first else None
+
+    @property
+    def first_bad_reason(self) -> str | None:
+        return self._first_bad[1] if self._first_bad is not None else None
+
+    def image_name(self, index: int) -> str:
+        return str(self.samples[index][0])
+
+    def bad_reason(self, index: int) -> str | None:
+        """Why image ``index`` cannot be read (decoded again: the worker that found it is elsewhere)."""
+        try:
+            load_image(self.samples[index][0])
+        except ImageLoadError as error:
+            return str(error)
+        return None
+
     def _decode(self, index: int) -> torch.Tensor:
         return load_face(self.samples[index][0])
 
     def _mark_bad(self, index: int, error: BaseException | None = None) -> None:
-        if index not in self._bad:
-            self._bad.add(index)
-            self.skipped += 1
-            if self.first_bad_path is None:
-                self.first_bad_path = self.samples[index][0]
-                self.first_bad_reason = str(error) if error is not None else None
-
-    def _skip(self, index: int, error: ImageLoadError) -> None:
-        """A file found bad while reading (not by :meth:`find_unreadable`): counted, the first few named."""
-        if index in self._bad:
-            return
-        self._mark_bad(index, error)
-        self._warned += 1
-        if self._warned <= _WARN_FIRST:
-            more = "; further bad images are only counted" if self._warned == _WARN_FIRST else ""
-            warnings.warn(f"skipping a bad image: {error}{more}", stacklevel=4)
+        if self.bad_images.add(index) and self._first_bad is None:
+            self._first_bad = (self.samples[index][0], str(error) if error is not None else None)
 
     def find_unreadable(self) -> list[int]:
         """The indices of the files that cannot be decoded, each file tried once (cached).
@@ -134,14 +145,14 @@ class ImageFolderDataset(LabelledFaces):
         """
         if not self._scanned and self._cache is None:
             for index in range(len(self.samples)):
-                if index in self._bad:
+                if index in self.bad_images:
                     continue
                 try:
                     load_image(self.samples[index][0])
                 except ImageLoadError as error:
                     self._mark_bad(index, error)
         self._scanned = True
-        return sorted(self._bad)
+        return self.bad_images.indices()
 
     def _fill_cache(self) -> None:
         images = []
@@ -151,10 +162,13 @@ class ImageFolderDataset(LabelledFaces):
             except ImageLoadError as error:
                 if self.on_error == "raise":
                     raise
-                self._skip(index, error)
+                self._mark_bad(index, error)
                 images.append(torch.zeros((3, 112, 112), dtype=torch.uint8))
-        if len(self._bad) == len(self.samples):
+        if self.skipped == len(self.samples):
             raise ValueError(f"none of the {len(self.samples)} images in {self.root} can be read")
+        note = skipped_images_note(self, "images")
+        if note:  # found here, at construction, in the caller's process: said once, where it was asked
+            warnings.warn(f"{self.root}: {note}", stacklevel=3)
         # numpy's single-threaded copy: torch.stack's thread pool crawls on a busy few-core machine.
         self._cache = torch.from_numpy(np.stack([image.numpy() for image in images]))
 
@@ -169,7 +183,7 @@ class ImageFolderDataset(LabelledFaces):
         same_identity = (start + (index - start + step) % size for step in range(size))
         others = ((end + step) % n for step in range(n - size))
         for candidate in itertools.chain(same_identity, others):
-            if candidate in self._bad:
+            if candidate in self.bad_images:
                 continue
             if self._cache is not None:
                 return self._cache[candidate], self.samples[candidate][1]
@@ -178,7 +192,7 @@ class ImageFolderDataset(LabelledFaces):
             except ImageLoadError as error:
                 if self.on_error == "raise":
                     raise
-                self._skip(candidate, error)
+                self._mark_bad(candidate, error)
         raise ValueError(f"none of the {n} images in {self.root} can be read")
 
     def __repr__(self) -> str:

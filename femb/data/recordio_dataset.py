@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from femb.data.bad_images import BadImages
 from femb.data.decode import decode_face
 from femb.data.errors import DataFormatError
 from femb.data.faces import LabelledFaces
@@ -32,7 +33,7 @@ from femb.data.recordio import (
 )
 from femb.data.transforms import (
     FACE_SIZE,
-    ImageLoadError,
+    IMAGE_ERRORS,
     fit_to_face,
     load_image,
 )
@@ -79,8 +80,9 @@ class RecordIODataset(LabelledFaces):
     ``path`` is a folder with ``train.rec``/``train.idx`` (and optionally ``property``) or a
     ``.rec`` file with its ``.idx`` beside it. Each process (DataLoader worker) opens its own file
     handle on first read. ``on_bad_image="skip"``: a record that cannot be read or decoded is
-    replaced by the next readable image, counted in ``skipped`` (``first_bad`` describes the first)
-    and named in a warning for the first few; ``"error"``: the :class:`ValueError` is raised.
+    replaced by the next readable image and counted, silently, in ``skipped`` (``first_bad``
+    describes the first; ``bad_images`` holds all, shared with DataLoader worker processes);
+    ``"error"``: the :class:`ValueError` is raised.
     """
 
     def __init__(self, path: str | os.PathLike, train: bool = False, on_bad_image: str = "skip"):
@@ -118,9 +120,8 @@ class RecordIODataset(LabelledFaces):
                 f"{self.rec_path} holds {len(self.labels)} images of {identities} identity; "
                 "training an identity classifier needs at least 2"
             )
-        self.skipped = 0
-        self.first_bad: str | None = None
-        self._bad: set[int] = set()
+        self.bad_images = BadImages(len(self.labels))
+        self._first_bad: str | None = None  # what this process saw first
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -212,23 +213,38 @@ class RecordIODataset(LabelledFaces):
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def skipped(self) -> int:
+        """Distinct unreadable records found so far, by this process or its DataLoader workers."""
+        return len(self.bad_images)
+
+    @property
+    def first_bad(self) -> str | None:
+        if self._first_bad is None and len(self.bad_images):
+            return self.bad_reason(self.bad_images.indices(1)[0])
+        return self._first_bad
+
+    def image_name(self, index: int) -> str:
+        return self.where(index)
+
+    def bad_reason(self, index: int) -> str | None:
+        """Why image ``index`` cannot be read (decoded again: the worker that found it is elsewhere)."""
+        try:
+            self._decode(index)
+        except ValueError as error:
+            return str(error)
+        return None
+
     def _mark_bad(self, index: int, error: ValueError) -> None:
-        if index in self._bad:
-            return
-        self._bad.add(index)
-        self.skipped += 1
-        if self.first_bad is None:
-            self.first_bad = str(error)
-        if self.skipped <= _WARN_FIRST:
-            more = "; further bad images are only counted" if self.skipped == _WARN_FIRST else ""
-            warnings.warn(f"skipping a bad image: {error}{more}", stacklevel=3)
+        if self.bad_images.add(index) and self._first_bad is None:
+            self._first_bad = str(error)
 
     def load_uint8(self, index: int) -> tuple[torch.Tensor, int]:
         """The uint8 ``3×112×112`` image and its label, after the ``on_bad_image`` policy; no flip."""
         n = len(self.labels)
         for step in range(n):
             candidate = (index + step) % n
-            if candidate in self._bad:
+            if candidate in self.bad_images:
                 continue
             try:
                 return self._decode(candidate), self.labels[candidate]
@@ -323,7 +339,7 @@ def pack_image_folder(
         for done, (path, class_index) in enumerate(source.samples, start=1):
             try:
                 encoded = encode_face(path, int(quality))
-            except (ImageLoadError, OSError, ValueError, SyntaxError) as error:
+            except IMAGE_ERRORS as error:  # ImageLoadError is a ValueError
                 skipped += 1
                 first_bad = first_bad or f"{path}: {' '.join(str(error).split())}"
                 if skipped <= _WARN_FIRST:

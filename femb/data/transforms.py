@@ -27,6 +27,13 @@ STD = 127.5
 LUMA = np.array([[0.299], [0.587], [0.114]], dtype=np.float32)
 
 
+# What decoding a file that is not a usable image raises. PIL's refusal of an image past its pixel
+# limit (a decompression bomb: a small file declaring billions of pixels) is no OSError: without it
+# here such a file would end a run as an internal error instead of counting as a bad image.
+# SyntaxError: PIL raises it for some malformed headers (e.g. broken PNG chunks).
+IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 class ImageLoadError(ValueError):
     """A file (or encoded buffer) that cannot be decoded as an image; the message names it."""
 
@@ -37,8 +44,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             return _to_rgb(img)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        # SyntaxError: PIL raises it for some malformed headers (e.g. broken PNG chunks).
+    except IMAGE_ERRORS as error:
         raise ImageLoadError(f"cannot read image {path}: {one_line(error)}") from None
 
 
@@ -50,7 +56,7 @@ def decode_image(data: bytes | bytearray | memoryview | np.ndarray, name: str = 
         with Image.open(io.BytesIO(bytes(data))) as img:
             img.load()
             return _to_rgb(img)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+    except IMAGE_ERRORS as error:
         raise ImageLoadError(f"cannot decode image {name}: {one_line(error)}") from None
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 import femb.data.decode as decode
 from femb.data import ImageFolderDataset, ImageLoadError, decode_image, to_face_uint8
+from femb.data.bad_images import skipped_images_note
 
 
 def jpeg(image: Image.Image, quality: int = 95) -> bytes:
@@ -80,13 +81,14 @@ def test_files_read_like_bytes(backend, tmp_path):
         assert np.array_equal(decode.load_face(tmp_path / name).numpy(), decode.decode_face(data).numpy())
 
 
-def test_a_folder_warns_once_per_bad_file(tmp_path):
+def test_a_folder_counts_each_bad_file_once_and_names_it(tmp_path):
     for identity in ("a", "b"):
         (tmp_path / identity).mkdir()
         face(112, 112).save(tmp_path / identity / "0.jpg")
     (tmp_path / "a" / "1.jpg").write_bytes(b"\xff\xd8\xff nothing")
     dataset = ImageFolderDataset(tmp_path)
-    with pytest.warns(UserWarning, match="skipping a bad image: .*1.jpg"):
-        dataset[1]
-    dataset[1]  # known bad now: no second warning, the count stays
+    dataset[1]
+    dataset[1]  # known bad now: the count stays
     assert dataset.skipped == 1
+    assert skipped_images_note(dataset).startswith("skipped 1 unreadable training images; first: ")
+    assert "1.jpg" in skipped_images_note(dataset)
