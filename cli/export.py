@@ -260,6 +260,8 @@ def _gate_pairs(path: Path):
 def _print_int8(report) -> None:
     if report.int8 is None:
         return
+    for note in report.int8.gate.notes:
+        typer.echo(f"note: {note}", err=True)
     for line in report.int8.gate.lines():
         typer.echo(line)
     int8 = report.int8

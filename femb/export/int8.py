@@ -114,8 +114,8 @@ def int8_stage(
         calibration_images=calibration.count,
         calibration_sha256=calibration.sha256,
         gate=gate(fp32, quantized.SerializeToString(), options.gate_pairs, options.gate_name, on_batch),
-        notes=list(calibration.notes),
     )
+    report.notes = [*calibration.notes, *report.gate.notes]
     report.forced = options.force and not report.gate.passed
     set_metadata(quantized, {**meta, **report.metadata()})
     data = quantized.SerializeToString()
@@ -144,6 +144,7 @@ def throughput(*models: bytes, batch: int = THROUGHPUT_BATCH, rounds: int = THRO
 
 def validation_set_of(payload: dict) -> tuple[Any, str]:
     """The validation set of the run a checkpoint came from, rebuilt from its recorded options."""
+    from femb.data.set_names import named_paths
     from femb.training.config import TrainConfig
     from femb.training.recipe import build_datasets
 
@@ -152,12 +153,14 @@ def validation_set_of(payload: dict) -> tuple[Any, str]:
     if not config:
         raise ValueError(f"{where}: records no training options to rebuild its validation set from")
     try:
-        _, val = build_datasets(TrainConfig.from_dict(config, source=str(where)))
+        recipe = TrainConfig.from_dict(config, source=str(where))
+        _, sets = build_datasets(recipe)
     except (ValueError, OSError) as error:
         raise ValueError(f"{where}: its validation set cannot be rebuilt ({error})") from None
-    if val is None:
+    if not sets:
         raise ValueError(f"{where}: the run had no validation set")
-    return val, f"the run's validation set ({config.get('val') or 'default'})"
+    described = next(iter(named_paths(recipe.val).values()), "default")
+    return next(iter(sets.values())), f"the run's validation set ({described})"  # its first, with several
 
 
 __all__ = ["Int8Options", "Int8Report", "int8_stage", "throughput", "validation_set_of"]
