@@ -49,6 +49,32 @@ def to_plain(value: Any) -> Any:
     return value
 
 
+# The lines of torch.load's weights_only refusal that are advice, not the reason: they wrap in the
+# middle of a sentence ("… if you got the file" / "from a trusted source."), so never quote them.
+_TORCH_ADVICE = (
+    "Weights only load failed",
+    "from a trusted source",
+    "Please file an issue",
+    "Check the documentation",
+)
+
+
+def load_failure(error: BaseException) -> tuple[bool, str]:
+    """(whether ``torch.load(weights_only=True)`` refused code, the one line that says why).
+
+    A pickle naming a global (a function or class to call) is code; random bytes, a truncated
+    file or a foreign format fail on an opcode or the archive, and are only unreadable.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line.removeprefix("WeightsUnpickler error:").strip() for line in lines]
+    reasons = [line for line in lines if line and not line.startswith(_TORCH_ADVICE)]
+    code = next((line for line in reasons if "global" in line.lower()), None)
+    if code is not None:
+        return True, code.rstrip(".")
+    reason = reasons[0] if reasons else type(error).__name__
+    return False, reason.rstrip(".")[:300]
+
+
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> Path:
     """Write ``payload`` atomically: temporary file in the same folder, fsync, rename."""
     payload = {"format": FORMAT, "version": VERSION, **to_plain(payload)}
@@ -83,8 +109,9 @@ def load_checkpoint(source: str | os.PathLike, prefer: str = "best") -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable femb checkpoint ({first_line})") from None
+        runs_code, reason = load_failure(error)
+        what = "holds Python objects that would run code when unpickled" if runs_code else "is not readable"
+        raise CheckpointError(f"{path}: not a femb checkpoint: it {what} ({reason})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a femb checkpoint (no 'format: {FORMAT}' entry)")
     if payload.get("version", 0) > VERSION:

@@ -1,8 +1,7 @@
-"""Backbones registered by name; ``build_backbone`` builds one and records how, for checkpoints."""
+"""Backbones registered by name; ``create_backbone`` builds one and records how, for checkpoints."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from torch import nn
@@ -16,17 +15,26 @@ def register_backbone(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
+# Device types on which a backbone trains measurably faster with channels-last input and weights
+# (``benchmarks/bench_channels_last.py``; figures in benchmarks/RESULTS.md). The trainer converts
+# both for these pairs; every other pair keeps PyTorch's NCHW.
+CHANNELS_LAST: dict[str, frozenset[str]] = {}
+
+
+def prefers_channels_last(backbone: str | nn.Module, device_type: str) -> bool:
+    """Whether ``backbone`` (a name, or a module from :func:`build_backbone`) is listed for the device."""
+    name = backbone if isinstance(backbone, str) else getattr(backbone, "femb_spec", {}).get("name")
+    return device_type in CHANNELS_LAST.get(name, frozenset())
+
+
 def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_backbone(
-    backbone: str, embed_dim: int = 512, weights: str | os.PathLike | None = None, **kwargs
-) -> nn.Module:
-    """Build a registered backbone; its input is N×3×112×112, its output the raw N×embed_dim embedding.
+def create_backbone(backbone: str, embed_dim: int = 512, **kwargs) -> nn.Module:
+    """A freshly initialised registered backbone, recording how it was built (``model.femb_spec``).
 
-    ``weights``: a file or run directory to start from (arcface_torch, MagFace or femb; see
-    :mod:`femb.backbones.weights`), loaded strictly; ``model.femb_weights`` then says where from.
+    :func:`femb.backbones.build_backbone` is the public entry point (it also loads weights).
     """
     if backbone not in _REGISTRY:
         raise ValueError(f"unknown backbone {backbone!r}; choices: {', '.join(list_backbones())}")
@@ -35,10 +43,6 @@ def build_backbone(
     model = _REGISTRY[backbone](embed_dim=int(embed_dim), **kwargs)
     # Recorded so that a checkpoint can rebuild the same network without pickling code.
     model.femb_spec = {"name": backbone, "kwargs": {"embed_dim": int(embed_dim), **kwargs}}
-    if weights is not None:
-        from femb.backbones.weights import load_weights_into
-
-        model.femb_weights = load_weights_into(model, weights).describe()
     return model
 
 

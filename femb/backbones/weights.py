@@ -18,7 +18,6 @@ Layouts recognised:
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from femb.backbones.registry import build_backbone
+from femb.backbones.registry import create_backbone
 
 # arcface_torch's names (``get_model(name)`` in its backbones/__init__.py) → femb's build arguments.
 ARCFACE_TORCH_NAMES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -199,7 +198,7 @@ def backbone_from_weights(
     weights = read_backbone_weights(path)
     if embed_dim is None:
         embed_dim = infer_embed_dim(name, weights, **kwargs)
-    model = build_backbone(name, embed_dim=embed_dim, **kwargs)
+    model = create_backbone(name, embed_dim=embed_dim, **kwargs)
     model.load_state_dict(fit_state_dict(weights, model, _target_text(name, model.femb_spec["kwargs"])))
     model.femb_weights = weights.describe()
     return model, weights
@@ -222,15 +221,15 @@ def load_backbone_weights(
     if embed_dim is None:
         embed_dim = infer_embed_dim(name, weights, **kwargs)
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        target = build_backbone(name, embed_dim=embed_dim, **kwargs)
+        target = create_backbone(name, embed_dim=embed_dim, **kwargs)
     return fit_state_dict(weights, target, _target_text(name, {"embed_dim": embed_dim, **kwargs}))
 
 
 def infer_embed_dim(name: str, weights: BackboneWeights, **kwargs: Any) -> int:
     """The embedding size the file was trained with: the size of its tensors that scale with it."""
     with torch.device("meta"):
-        small = build_backbone(name, embed_dim=8, **kwargs).state_dict()
-        large = build_backbone(name, embed_dim=24, **kwargs).state_dict()
+        small = create_backbone(name, embed_dim=8, **kwargs).state_dict()
+        large = create_backbone(name, embed_dim=24, **kwargs).state_dict()
     for key, tensor in small.items():
         other = large[key].shape
         if tensor.shape != other and key in weights.state_dict:
@@ -246,16 +245,18 @@ def infer_embed_dim(name: str, weights: BackboneWeights, **kwargs: Any) -> int:
 
 # ---------------------------------------------------------------------------------------- internals
 def _safe_load(path: Path) -> Any:
+    from femb.checkpoint import load_failure
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        reason = _first_line(error, prefer="Unsupported global")
-        raise WeightsError(
-            f"{path}: refused to load: the file holds Python objects that would run code when "
-            f"unpickled, not plain tensors (torch.load weights_only=True: {reason})"
-        ) from None
-    except Exception as error:  # noqa: BLE001 - any other failure means "not a PyTorch file"
-        raise WeightsError(f"{path}: not a readable PyTorch weights file ({_first_line(error)})") from None
+    except Exception as error:  # noqa: BLE001 - what failed is said by load_failure
+        runs_code, reason = load_failure(error)
+        if runs_code:
+            raise WeightsError(
+                f"{path}: refused to load: the file holds Python objects that would run code when "
+                f"unpickled, not plain tensors (torch.load weights_only=True: {reason})"
+            ) from None
+        raise WeightsError(f"{path}: not a readable PyTorch weights file ({reason})") from None
 
 
 def _unwrap(tensors: dict[str, torch.Tensor], layout: str) -> tuple[dict[str, torch.Tensor], str]:
@@ -283,13 +284,6 @@ def _from_femb_checkpoint(payload: dict, path: Path) -> BackboneWeights:
 def _target_text(name: str, kwargs: dict) -> str:
     extras = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k != "embed_dim")
     return f"{name} (embed_dim {kwargs.get('embed_dim', '?')}{', ' + extras if extras else ''})"
-
-
-def _first_line(error: BaseException, prefer: str | None = None) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if prefer:
-        lines = [line for line in lines if prefer in line] or lines
-    return (lines[0][:300] if lines else type(error).__name__).rstrip(".")
 
 
 __all__ = [
