@@ -173,6 +173,19 @@ def main() -> None:
             for threads in thread_counts:
                 for batch in batches:
                     medians = time_runtimes(backbone, models, threads, batch, args.repeats)
+                    fp32 = medians.get("ONNX fp32")
+                    print(
+                        f"  {threads} threads, batch {batch}: "
+                        + ", ".join(
+                            f"{runtime} {batch / seconds:.1f}/s" for runtime, seconds in medians.items()
+                        )
+                        + (
+                            f"; int8/fp32 {fp32 / medians['ONNX int8']:.2f}×"
+                            if fp32 and "ONNX int8" in medians
+                            else ""
+                        ),
+                        flush=True,
+                    )
                     rows.extend(
                         (name, threads, batch, runtime, s, medians.get("ONNX fp32"))
                         for runtime, s in medians.items()

@@ -60,7 +60,7 @@ def onnx_command(
             "(x-127.5)/127.5 itself, in nodes insightface recognises (mean 0, std 1).",
         ),
     ] = False,
-    opset: Annotated[int, typer.Option(help="ONNX opset (17 or later).", min=17)] = 17,
+    opset: Annotated[int, typer.Option(help="ONNX opset, 17 up to the newest the exporter writes.")] = 17,
     min_cosine: Annotated[
         float | None,
         typer.Option(

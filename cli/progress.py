@@ -10,7 +10,7 @@ from typing import TextIO
 import typer
 
 from femb.training.events import Event
-from femb_cli.dashboard.state import format_duration, progress_text
+from femb_cli.dashboard.state import format_duration, progress_text, sets_text
 
 
 class ProgressPrinter:
@@ -57,7 +57,7 @@ class ProgressPrinter:
             best = " (best)" if event.get("is_best") else ""
             self._echo(
                 f"verify @ {event['step']}: accuracy {event['accuracy']:.4f} ± {event['accuracy_std']:.4f}  "
-                f"EER {event['eer']:.4f}  AUC {event['auc']:.4f}{best}"
+                f"EER {event['eer']:.4f}  AUC {event['auc']:.4f}{best}{sets_text(event)}"
             )
         elif kind == "progress":
             self._progress(event)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from femb.training.events import Event
-from femb_cli.dashboard.state import as_count, as_text, fmt, progress_text
+from femb_cli.dashboard.state import as_count, as_text, fmt, progress_text, sets_text
 from femb_cli.dashboard.widgets import RunLog
 
 
@@ -33,7 +33,7 @@ def describe_event(event: Event, run_dir: Path | None) -> list[tuple[str, str]]:
         return [
             (
                 f"step {at}: accuracy {fmt(event.get('accuracy'))} ± {fmt(event.get('accuracy_std'))}  "
-                f"EER {fmt(event.get('eer'))}  AUC {fmt(event.get('auc'))}{best}",
+                f"EER {fmt(event.get('eer'))}  AUC {fmt(event.get('auc'))}{best}{sets_text(event)}",
                 "good" if best else "info",
             )
         ]

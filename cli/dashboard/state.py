@@ -120,6 +120,7 @@ class RunState:
     accuracy_curve: Series = field(default_factory=Series)
     lr_curve: Series = field(default_factory=Series)
     events_seen: int = 0
+    set_curves: dict[str, Series] = field(default_factory=dict)  # each validation set's accuracy, by name
     _ema_raw: float = 0.0
     _ema_count: int = 0
 
@@ -194,8 +195,14 @@ class RunState:
         self.last_eval, self.activity = clean, None
         self.step = max(self.step, step or 0)
         accuracy = clean["accuracy"]
-        if accuracy is not None and 0.0 <= accuracy <= 1.0:
-            self.accuracy_curve.add(self.step if step is None else step, accuracy)
+        clean.update(best_on=as_text(event.get("best_on"), 40), sets=eval_sets(event.get("sets")))
+        if _is_accuracy(accuracy):
+            self.accuracy_curve.add(at, accuracy)
+        at = self.step if step is None else step
+        for name, figures in clean["sets"].items():
+            room = name in self.set_curves or len(self.set_curves) < MAX_SETS
+            if _is_accuracy(figures["accuracy"]) and room:
+                self.set_curves.setdefault(name, Series()).add(at, figures["accuracy"])
             best = (self.best_eval or {}).get("accuracy")
             if best is None or accuracy > best or clean["is_best"]:
                 self.best_eval = clean
@@ -224,6 +231,33 @@ EVAL_NUMBERS = ("accuracy", "accuracy_std", "threshold", "eer", "auc", "tar_at_f
 
 
 def _short(value: Any) -> str:
+MAX_SETS = 8  # validation sets drawn and listed; a run with more shows the first ones
+SET_NAME_WIDTH = 24
+
+
+def eval_sets(sets: Any) -> dict[str, dict[str, float | None]]:
+    """Each validation set's figures from an eval event's ``sets`` (name → figures), checked like
+    every other field: names are short plain strings, figures numbers."""
+    if not isinstance(sets, dict):
+        return {}
+    clean = {}
+    for name, figures in sets.items():
+        name = as_text(name, SET_NAME_WIDTH)
+        if name is not None and isinstance(figures, dict) and len(clean) < MAX_SETS:
+            clean[name] = {key: _number(figures.get(key)) for key in EVAL_NUMBERS}
+    return clean
+
+
+def sets_text(event: Event) -> str:
+    """``  lfw 0.9950 · cfp_fp 0.9400`` for an eval event with several sets ('' with one or none)."""
+    sets = eval_sets(event.get("sets"))
+    if len(sets) < 2:
+        return ""
+    return "  " + " · ".join(f"{name} {fmt(figures['accuracy'])}" for name, figures in sets.items())
+
+
+def _is_accuracy(value: float | None) -> bool:
+    return value is not None and 0.0 <= value <= 1.0
     text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:39] + "…"
 

@@ -285,7 +285,6 @@ def export_onnx(
     return report
 
 
-
 def _gate_text(result) -> str:
     return (
         f"accuracy {100 * result.fp32_accuracy:.2f}% → {100 * result.int8_accuracy:.2f}%, "

@@ -35,6 +35,7 @@ DATA, MODEL, HEAD, OPTIM, RUN = "Data", "Model", "Head", "Optimisation", "Run"
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "multistep", "poly", "constant")
 AMP_MODES = ("none", "bf16", "fp16", "auto")
+BEST_ON_MEAN = "mean"  # best.pt follows the mean accuracy over the validation sets
 DEFAULT_STEPS = 1000  # the run's length when neither steps nor epochs is set
 # Bounds of the counts: far past any real run, short of what overflows a time or a tensor size.
 MAX_STEPS, MAX_EPOCHS, MAX_BATCH, MAX_DIM, MAX_WORKERS = 10**9, 10**6, 2**20, 2**16, 256
@@ -50,10 +51,11 @@ class TrainConfig:
         DATA,
         built=True,
     )
-    val: str | None = option(
-        None,
-        "Validation: a .bin pairs file, an image folder or synthetic:N "
-        "(default: held-out synthetic identities).",
+    val: list[str] = option(
+        [],
+        "A validation set, NAME=PATH or PATH (named by its stem; repeatable; a config file may give a "
+        "[val] table of name = path): a .bin pairs file, an image folder or synthetic:N (default: "
+        "held-out synthetic identities).",
         DATA,
         built=True,
     )
@@ -136,6 +138,9 @@ class TrainConfig:
     grad_clip: float = option(0.0, "Clip the gradient norm (0: off).", OPTIM, low=0)
     skip_nonfinite: bool = option(False, "Skip steps with a NaN/inf loss instead of stopping.", OPTIM)
     eval_every: int = option(50, "Verify every N steps and at the end (0: never).", RUN, **STEPS)
+    best_on: str = option(
+        BEST_ON_MEAN, "The validation set whose accuracy decides best.pt: its name, or mean of all.", RUN
+    )
     eval_batch_size: int | None = option(
         None, "Images per evaluation batch (default: max(batch size, 64)).", RUN, low=1, high=MAX_BATCH
     )
@@ -180,6 +185,7 @@ class TrainConfig:
         """Every field against its declaration (type, choices, range), then the head's options
         against the head's own declarations; values are converted in place (``lr = 1`` → 1.0)."""
         hints = _field_types(type(self))
+        self.val = val_list(self.val)
         for f in fields(self):
             if f.name != "head_options":
                 setattr(
@@ -188,6 +194,7 @@ class TrainConfig:
                     check_field(f.name, getattr(self, f.name), hints[f.name], spec_of(f), source),
                 )
         self.head_options = _check_head_options(self.head, self.head_options, source)
+        _check_val_sets(self.val, self.best_on, source)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -252,6 +259,40 @@ def _check_head_options(head: Any, values: Any, source: str | None) -> dict[str,
     declared = {option.name: option for option in head_options(head)}
     typed = {
         key: check_type(key, value, declared[key].type, source)
+def val_list(value: Any) -> Any:
+    """The validation sets as the list the field holds: a ``[val]`` table becomes ``NAME=PATH``
+    items, one path (a config written before sets had names) a list of it; other values are left
+    for the type check to refuse."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict) and all(isinstance(path, str) for path in value.values()):
+        return [f"{name}={path}" for name, path in value.items()]
+    return value
+
+
+def _check_val_sets(val: list[str], best_on: str, source: str | None) -> None:
+    """Set names unique and well formed; ``best_on`` ``mean`` or one of them (checked again, for
+    any set ``fit`` is given, before the first step)."""
+    from femb.data.set_names import named_paths
+
+    try:
+        names = list(named_paths(val, "val")) if val else []
+    except ValueError as error:
+        raise ConfigError("val", str(error), source) from None
+    if val:
+        check_best_on(best_on, names, source)
+
+
+def check_best_on(best_on: str, names: list[str], source: str | None = None) -> None:
+    """``best_on`` must be ``mean`` or one of the validation sets' ``names``."""
+    if best_on != BEST_ON_MEAN and best_on not in names:
+        choices = ", ".join([BEST_ON_MEAN, *names])
+        message = f"best_on {best_on!r} is not a validation set; choices: {choices}"
+        raise ConfigError("best_on", message, source)
+
+
         if key in declared and value is not None
         else value
         for key, value in values.items()

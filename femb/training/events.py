@@ -7,7 +7,11 @@ Every event has ``event`` (its kind) and ``time`` (Unix seconds). Kinds and thei
 - ``step``: step (1-based, after the optimizer step), epoch, loss, lr, images_per_s, eta_s,
   emb_norm_mean, emb_norm_std, and head extras such as ``regularizer``
 - ``eval``: step, epoch, accuracy, accuracy_std, threshold, eer, auc, tar_at_far_1e-3,
-  tar_at_far_1e-4, num_pairs, best_accuracy, is_best
+  tar_at_far_1e-4 (one key per configured FAR), num_pairs, num_same, num_different, best_on,
+  sets, best_accuracy, is_best. ``sets`` maps each validation set's name to its own figures
+  (accuracy … num_different); the top-level figures are the ones ``best_on`` judges by: the named
+  set's, or with ``"mean"`` each figure's mean over the sets (pair counts summed, threshold null).
+  With one set they are that set's. ``best_accuracy`` and ``is_best`` follow the top-level accuracy.
 - ``checkpoint``: step, path, kind ("last" | "best" | "manual" | "stop")
 - ``log``: level ("info" | "warning" | "error"), message
 - ``pause``: paused (bool), step
