@@ -33,7 +33,8 @@ def runs_command(
 ) -> None:
     """List the runs under DIR: backbone, head, steps, best accuracy, status, start time, duration.
 
-    Sorted by best accuracy, highest first; runs never evaluated come last.
+    Sorted by best accuracy, highest first; runs never evaluated come last. With several
+    validation sets, one column per set: its accuracy at the best evaluation (best.pt's).
 
     Status: running PID (a process holds the run's lock), completed, stopped (also Ctrl-C), error (also NaN).
 
@@ -95,11 +96,15 @@ def _print_table(frame) -> None:
     table.add_column("run", overflow="fold")
     for column in ("backbone", "head"):
         table.add_column(column)
-    for column in ("steps", "best acc", "@step"):
+    from femb.training.run_summary import SET_COLUMN
+
+    set_columns = [column for column in frame.columns if column.startswith(SET_COLUMN)]
+    for column in ("steps", "best acc", "@step", *(c.removeprefix(SET_COLUMN) for c in set_columns)):
         table.add_column(column, justify="right")
     for column in ("status", "started", "duration"):
         table.add_column(column)
-    for row in frame.itertuples(index=False):
+    set_values = frame[set_columns].itertuples(index=False, name=None)
+    for row, per_set in zip(frame.itertuples(index=False), set_values, strict=True):
         cells = (
             row.name,
             _or_dash(row.backbone),
@@ -107,12 +112,13 @@ def _print_table(frame) -> None:
             f"{row.steps_done}/{_or_dash(row.steps_planned)}",
             _or_dash(row.best_accuracy, "{:.4f}"),
             _or_dash(row.best_step),
+            *(_or_dash(value, "{:.4f}") for value in per_set),
             f"running {row.pid}" if row.status == "running" and not _missing(row.pid) else row.status,
             _local_time(row.started),
             _duration(row.duration_s),
         )
         texts = [Text(str(cell)) for cell in cells]  # Text, not markup: a run's name is shown as is
-        texts[6].stylize(STATUS_STYLE.get(row.status, ""))
+        texts[6 + len(set_columns)].stylize(STATUS_STYLE.get(row.status, ""))
         table.add_row(*texts)
     console = Console()
     if not console.is_terminal:

@@ -6,15 +6,14 @@ All sets are read before the model loads, so that a wrong path does not wait for
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from femb.data.set_names import split_name
 from femb.errors import one_line
 from femb_cli.errors import fail
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 SOURCE_OPTIONS = {"bin": "--bin", "pairs": "--pairs", "csv": "--csv", "folder": "--folder"}
 
 
@@ -28,16 +27,6 @@ class PairsSet:
     pairs: object = None  # femb.data.PairsDataset once loaded
     description: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-def split_name(value: Path) -> tuple[str, Path]:
-    """``lfw=data/lfw.bin`` → ``("lfw", data/lfw.bin)``; a plain path (or one that exists as
-    written, '=' and all) is named after its stem."""
-    text = str(value)
-    name, sep, rest = text.partition("=")
-    if sep and rest and _NAME.fullmatch(name) and not value.exists():
-        return name, Path(rest)
-    return value.stem or value.name, value
 
 
 def requested_sets(sources: dict[str, list[Path] | None], root: Path | None) -> list[PairsSet]:

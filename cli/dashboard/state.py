@@ -118,9 +118,9 @@ class RunState:
     loss_curve: Series = field(default_factory=Series)
     loss_ema_curve: Series = field(default_factory=Series)
     accuracy_curve: Series = field(default_factory=Series)
+    set_curves: dict[str, Series] = field(default_factory=dict)  # each validation set's accuracy, by name
     lr_curve: Series = field(default_factory=Series)
     events_seen: int = 0
-    set_curves: dict[str, Series] = field(default_factory=dict)  # each validation set's accuracy, by name
     _ema_raw: float = 0.0
     _ema_count: int = 0
 
@@ -192,17 +192,17 @@ class RunState:
         step = as_count(event.get("step"))
         clean = {key: _number(event.get(key)) for key in EVAL_NUMBERS}
         clean.update(step=step, is_best=event.get("is_best") is True)
+        clean.update(best_on=as_text(event.get("best_on"), 40), sets=eval_sets(event.get("sets")))
         self.last_eval, self.activity = clean, None
         self.step = max(self.step, step or 0)
-        accuracy = clean["accuracy"]
-        clean.update(best_on=as_text(event.get("best_on"), 40), sets=eval_sets(event.get("sets")))
-        if _is_accuracy(accuracy):
-            self.accuracy_curve.add(at, accuracy)
         at = self.step if step is None else step
         for name, figures in clean["sets"].items():
             room = name in self.set_curves or len(self.set_curves) < MAX_SETS
             if _is_accuracy(figures["accuracy"]) and room:
                 self.set_curves.setdefault(name, Series()).add(at, figures["accuracy"])
+        accuracy = clean["accuracy"]
+        if _is_accuracy(accuracy):
+            self.accuracy_curve.add(at, accuracy)
             best = (self.best_eval or {}).get("accuracy")
             if best is None or accuracy > best or clean["is_best"]:
                 self.best_eval = clean
@@ -228,9 +228,6 @@ class RunState:
 
 
 EVAL_NUMBERS = ("accuracy", "accuracy_std", "threshold", "eer", "auc", "tar_at_far_1e-3", "tar_at_far_1e-4")
-
-
-def _short(value: Any) -> str:
 MAX_SETS = 8  # validation sets drawn and listed; a run with more shows the first ones
 SET_NAME_WIDTH = 24
 
@@ -258,6 +255,9 @@ def sets_text(event: Event) -> str:
 
 def _is_accuracy(value: float | None) -> bool:
     return value is not None and 0.0 <= value <= 1.0
+
+
+def _short(value: Any) -> str:
     text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else f"<{type(value).__name__}>"
     return text if len(text) <= 40 else text[:39] + "…"
 

@@ -22,6 +22,12 @@ from femb_cli.dashboard.state import (
 
 # Plain named colours: they survive tmux and 256-colour terminals.
 RAW_COLOUR, SMOOTH_COLOUR, ACCURACY_COLOUR = "cyan", "orange", "green"
+# One per validation set, in the order the sets are listed; names both plotext and Rich know.
+SET_COLOURS = (ACCURACY_COLOUR, "cyan", "magenta", "yellow", "blue", "red", "white", "bright_green")
+
+
+def set_colour(index: int) -> str:
+    return SET_COLOURS[index % len(SET_COLOURS)]
 
 
 class RunPlot(PlotextPlot):
@@ -108,16 +114,27 @@ class AccuracyPlot(RunPlot):
     title = "verification accuracy"
 
     def revision(self, state: RunState) -> int:
-        return state.accuracy_curve.revision
+        return state.accuracy_curve.revision + sum(curve.revision for curve in state.set_curves.values())
 
     def draw_data(self, state: RunState) -> None:
-        if not state.accuracy_curve:
+        """One curve, or with several validation sets one per set, coloured as the metrics pane
+        lists them, with a legend of their names."""
+        several = len(state.set_curves) > 1
+        curves = list(state.set_curves.values()) if several else [state.accuracy_curve]
+        names = list(state.set_curves) if several else [None]
+        drawn_xs, drawn_ys = [], []
+        for index, (name, curve) in enumerate(zip(names, curves, strict=True)):
+            if not curve:
+                continue
+            xs, ys = curve.thinned(self.dots_wide())
+            self.plt.plot(xs, ys, marker="hd", color=set_colour(index), label=name)
+            drawn_xs += xs
+            drawn_ys += ys
+        if not drawn_xs:
             return
-        xs, ys = state.accuracy_curve.thinned(self.dots_wide())
-        self.plt.plot(xs, ys, marker="hd", color=ACCURACY_COLOUR)
-        self.step_axis(xs)
-        if len(xs) == 1:  # one point: give the y axis a visible range around it
-            self.plt.ylim(max(0.0, ys[0] - 0.05), min(1.0, ys[0] + 0.05))
+        self.step_axis(sorted(drawn_xs))
+        if len(set(drawn_ys)) == 1:  # one value: give the y axis a visible range around it
+            self.plt.ylim(max(0.0, drawn_ys[0] - 0.05), min(1.0, drawn_ys[0] + 0.05))
         else:
             self.plt.ylim()
 
@@ -142,8 +159,9 @@ class MetricsPanel(Static):
         self.update(metrics_text(state), layout=False)  # fixed size: no layout pass per update
 
 
-def label_rows(rows: list[tuple[str, str]], label_width: int) -> Text:
-    """``label  value`` lines (values may hold Rich markup), cropped rather than wrapped.
+def label_rows(rows: list[tuple[str | Text, str]], label_width: int) -> Text:
+    """``label  value`` lines (values may hold Rich markup; a label may be styled Text), cropped
+    rather than wrapped.
 
     Plain Text, not a Rich Table: the panel redraws four times a second and a Table's measuring
     costs ten times as much.
@@ -152,7 +170,11 @@ def label_rows(rows: list[tuple[str, str]], label_width: int) -> Text:
     for index, (label, value) in enumerate(rows):
         if index:
             text.append("\n")
-        text.append(f"{label:<{label_width}} ", style="bold")
+        if isinstance(label, Text):
+            text.append_text(label)
+            text.append(" " * max(1, label_width + 1 - label.cell_len))
+        else:
+            text.append(f"{label:<{label_width}} ", style="bold")
         text.append_text(Text.from_markup(value))
     return text
 
@@ -165,6 +187,8 @@ def metrics_text(state: RunState) -> Text:
     if state.images_per_s is not None and state.world_size and state.world_size > 1:
         speed += f" [dim]{state.world_size} procs[/]"  # images_per_s already counts every process
     tar = f"{fmt(last.get('tar_at_far_1e-3'))} [dim]1e-3[/]  {fmt(last.get('tar_at_far_1e-4'))} [dim]1e-4[/]"
+    if len(last.get("sets") or {}) > 1:
+        return label_rows(several_sets_rows(state, speed), 8)
     rows = [
         ("loss", f"{fmt(state.loss)}  [dim]EMA[/] {fmt(state.loss_ema)}"),
         ("lr", fmt(state.lr, ".4g")),
@@ -177,6 +201,30 @@ def metrics_text(state: RunState) -> Text:
         ("‖emb‖", f"{fmt(state.emb_norm_mean, '.2f')} ± {fmt(state.emb_norm_std, '.2f')}"),
     ]
     return label_rows(rows, 8)
+
+
+def several_sets_rows(state: RunState, speed: str) -> list[tuple[str, str]]:
+    """The metrics pane of a run with several validation sets: each set's latest accuracy (its
+    name in its curve's colour), then the best, ordered so that at 80×24 (eight rows) five sets
+    and the best still show; what follows is cropped first."""
+    last, best = state.last_eval or {}, state.best_eval or {}
+    colours = {name: set_colour(index) for index, name in enumerate(state.set_curves)}
+    rows = [("loss", f"{fmt(state.loss)}  [dim]EMA[/] {fmt(state.loss_ema)}"), ("speed", speed)]
+    for name, figures in last["sets"].items():
+        label = Text(name if len(name) <= 8 else name[:7] + "…", style=f"bold {colours.get(name, '')}")
+        rows.append((label, f"{fmt(figures.get('accuracy'))} ± {fmt(figures.get('accuracy_std'))}"))
+    best_on = escape(last.get("best_on") or "mean")
+    best_at = f" [dim]@{best['step']} on {best_on}[/]" if best.get("step") is not None else ""
+    rows.append(("best", f"[b green]{fmt(best.get('accuracy'))}[/]{best_at}"))
+    if best_on == "mean":
+        at = f" [dim]@{last['step']}[/]" if last.get("step") is not None else ""
+        rows.append(("mean", fmt(last.get("accuracy")) + at))
+    rows += [
+        ("lr", fmt(state.lr, ".4g")),
+        ("ETA", format_duration(state.eta_s)),
+        ("‖emb‖", f"{fmt(state.emb_norm_mean, '.2f')} ± {fmt(state.emb_norm_std, '.2f')}"),
+    ]
+    return rows
 
 
 class ConfigPanel(Static):

@@ -250,15 +250,6 @@ def normalize_head_table(values: dict[str, Any], source: str | None = "config") 
     return values
 
 
-def _check_head_options(head: Any, values: Any, source: str | None) -> dict[str, Any]:
-    """``values`` typed as head ``head`` declares them, strictly (a file's ``s = "64"`` is an error)."""
-    if not isinstance(values, dict):
-        raise ConfigError(
-            "head_options", f"head_options must be a table, got {type(values).__name__}", source
-        )
-    declared = {option.name: option for option in head_options(head)}
-    typed = {
-        key: check_type(key, value, declared[key].type, source)
 def val_list(value: Any) -> Any:
     """The validation sets as the list the field holds: a ``[val]`` table becomes ``NAME=PATH``
     items, one path (a config written before sets had names) a list of it; other values are left
@@ -293,6 +284,15 @@ def check_best_on(best_on: str, names: list[str], source: str | None = None) -> 
         raise ConfigError("best_on", message, source)
 
 
+def _check_head_options(head: Any, values: Any, source: str | None) -> dict[str, Any]:
+    """``values`` typed as head ``head`` declares them, strictly (a file's ``s = "64"`` is an error)."""
+    if not isinstance(values, dict):
+        raise ConfigError(
+            "head_options", f"head_options must be a table, got {type(values).__name__}", source
+        )
+    declared = {option.name: option for option in head_options(head)}
+    typed = {
+        key: check_type(key, value, declared[key].type, source)
         if key in declared and value is not None
         else value
         for key, value in values.items()

@@ -88,7 +88,9 @@ class Trainer:
         if not config.eval_every:  # 0: no evaluation at all, not even at the end (nor the projector)
             options = dataclasses.replace(options, evaluator=None, val_dataset=None)
         self.model, self.options = model, options
-        self.validation = Validation(options.evaluator, options.val_dataset, model, runtime, eval_batch)
+        self.validation = Validation(
+            options.evaluator, options.val_dataset, model, runtime, eval_batch, config.best_on
+        )
         self.seed = 0 if config.seed is None else config.seed
         if config.seed is not None:
             checkpointing.seed_everything(config.seed)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from femb.backbones import build_backbone
+from femb.data.set_names import named_paths
 from femb.headers import build_header, parse_head_options
 from femb.model import FaceEmbeddingModel
 from femb.training.config import DEFAULT_STEPS, TrainConfig
@@ -26,20 +27,15 @@ from femb.training.run_dir import RunDir, RunLock, new_run_dir
 from femb.training.runtime import launched_world_size
 from femb.training.schema import ConfigError
 from femb.training.setup import build_optimizer, step_limits
+from femb.training.validation import DEFAULT_SET_NAME
 
 __all__ = ["DEFAULT_STEPS", "build_optimizer", "train"]
 SYNTHETIC_VAL_IDENTITIES = 100
 
 
 def build_datasets(config: TrainConfig):
-    """(train dataset, validation dataset) for ``config.data`` and ``config.val``."""
-    from femb.data import (
-        ImageFolderDataset,
-        PairsDataset,
-        SyntheticFaces,
-        load_verification_bin,
-        open_training_dataset,
-    )
+    """(train dataset, validation sets by name, or None) for ``config.data`` and ``config.val``."""
+    from femb.data import SyntheticFaces, open_training_dataset
 
     spec = config.data
     if spec == "synthetic" or spec.startswith("synthetic:"):
@@ -68,10 +64,24 @@ def build_datasets(config: TrainConfig):
             )
         train = open_training_dataset(root, train=True, on_bad_image=config.on_bad_image)
         val_default = None
-    if config.val is None:
-        val = val_default() if val_default is not None else None
-    elif config.val.startswith("synthetic"):
-        val_identities = _synthetic_count(config.val, "val")
+    if not config.val:
+        val = {DEFAULT_SET_NAME: val_default()} if val_default is not None else None
+    else:
+        val = {name: _val_set(config, spec, train) for name, spec in named_paths(config.val).items()}
+    check_model_memory(config.embed_dim, train.num_classes)  # the model too, before anything is written
+    if config.augment:
+        from femb.data.transforms import FaceAugment
+
+        train.augment = FaceAugment()  # drawn from the seeded global generator: resume stays exact
+    return train, val
+
+
+def _val_set(config: TrainConfig, spec: str, train):
+    """One validation set: synthetic:N held-out identities, a .bin pairs file or an image folder."""
+    from femb.data import ImageFolderDataset, PairsDataset, SyntheticFaces, load_verification_bin
+
+    if spec.startswith("synthetic"):
+        val_identities = _synthetic_count(spec, "val")
         _check_synthetic_memory(config, val_identities, "val", images_per_identity=10)
         val = SyntheticFaces(
             num_identities=val_identities,
@@ -80,21 +90,16 @@ def build_datasets(config: TrainConfig):
             identity_offset=getattr(train, "num_classes", 0),
         )
     else:
-        path = Path(config.val)
+        path = Path(spec)
         if path.suffix == ".bin" and path.is_file():
             val = load_verification_bin(path)
         elif path.is_dir():
             val = ImageFolderDataset(path)
         else:
-            raise ConfigError("val", f"val {config.val}: not a .bin pairs file or an image folder")
-    if val is not None and not isinstance(val, PairsDataset) and len(val) < 2:
-        raise ConfigError("val", f"val {config.val}: needs at least two images")
-    check_model_memory(config.embed_dim, train.num_classes)  # the model too, before anything is written
-    if config.augment:
-        from femb.data.transforms import FaceAugment
-
-        train.augment = FaceAugment()  # drawn from the seeded global generator: resume stays exact
-    return train, val
+            raise ConfigError("val", f"val {spec}: not a .bin pairs file or an image folder")
+    if not isinstance(val, PairsDataset) and len(val) < 2:
+        raise ConfigError("val", f"val {spec}: needs at least two images")
+    return val
 
 
 def _check_synthetic_memory(

@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ COLUMNS = (
     "steps_planned",
     "best_accuracy",
     "best_step",
+    # then, when a run has several validation sets, one "val/<name>" column per set
     "status",
     "end_reason",
     "started",
@@ -76,6 +77,8 @@ class RunSummary:
     end_reason: str | None
     started: float | None
     duration_s: float | None
+    # Each validation set's accuracy at the best evaluation (the one best.pt holds), by name.
+    set_accuracy: dict[str, float | None] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,7 +124,7 @@ def summarize_run(path: str | os.PathLike, now: float | None = None) -> RunSumma
     starts = [event for event in events if event.get("event") == "start"]
     config = _config(run, starts)
     end_reason = _last_end_reason(events)
-    best_accuracy, best_step = _best_evaluation(events)
+    best_accuracy, best_step, best_event = _best_evaluation(events)
     return RunSummary(
         name=run.name,
         path=str(run.path),
@@ -135,6 +138,7 @@ def summarize_run(path: str | os.PathLike, now: float | None = None) -> RunSumma
         end_reason=end_reason,
         started=_number(starts[0].get("time")) if starts else None,
         duration_s=_duration(events, running, time.time() if now is None else now),
+        set_accuracy=_set_accuracy(best_event),
     )
 
 
@@ -149,12 +153,44 @@ def runs_frame(summaries: Iterable[RunSummary]):
     """A pandas DataFrame of runs, best accuracy first; runs never evaluated come last, by name."""
     import pandas as pd
 
+    summaries = list(summaries)
     frame = pd.DataFrame([summary.as_record() for summary in summaries], columns=list(COLUMNS))
     frame = frame.astype({"steps_done": "Int64", "steps_planned": "Int64", "best_step": "Int64"})
+    for offset, name in enumerate(set_names(summaries), start=frame.columns.get_loc("best_step") + 1):
+        values = [summary.set_accuracy.get(name) for summary in summaries]
+        frame.insert(offset, SET_COLUMN + name, pd.array(values, dtype="float64"))
+    frame["best_accuracy"] = frame["best_accuracy"].astype("float64")
     frame["best_accuracy"] = frame["best_accuracy"].astype("float64")
     frame = frame.sort_values(["name"], kind="stable")
     frame = frame.sort_values("best_accuracy", ascending=False, na_position="last", kind="stable")
     return frame.reset_index(drop=True)
+
+
+SET_COLUMN = "val/"  # a validation set's column: val/lfw
+
+
+def set_names(summaries: list[RunSummary]) -> list[str]:
+    """The validation sets that get a column, in the order first met: every set's, once a run
+    has several (a single set's accuracy is already the best accuracy)."""
+    if not any(len(summary.set_accuracy) > 1 for summary in summaries):
+        return []
+    return list(dict.fromkeys(name for summary in summaries for name in summary.set_accuracy))
+
+
+def _set_accuracy(event: Event | None) -> dict[str, float | None]:
+    sets = (event or {}).get("sets")
+    if not isinstance(sets, dict):
+        return {}
+    return {
+        str(name): _accuracy(figures.get("accuracy")) if isinstance(figures, dict) else None
+        for name, figures in sets.items()
+        if isinstance(name, str) and name
+    }
+
+
+def _accuracy(value: Any) -> float | None:
+    number = _number(value)
+    return number if number is not None and 0.0 <= number <= 1.0 else None
 
 
 def _config(run: RunDir, starts: list[Event]) -> dict[str, Any]:
@@ -187,16 +223,16 @@ def _steps_planned(starts: list[Event], config: dict[str, Any]) -> int | None:
     return _count(config.get("steps")) or None
 
 
-def _best_evaluation(events: list[Event]) -> tuple[float | None, int | None]:
-    """The highest verification accuracy and the first step that reached it."""
-    best, best_step = None, None
+def _best_evaluation(events: list[Event]) -> tuple[float | None, int | None, Event | None]:
+    """The highest verification accuracy, the first step that reached it and its event."""
+    best, best_step, best_event = None, None, None
     for event in events:
         if event.get("event") != "eval":
             continue
-        accuracy = _number(event.get("accuracy"))
-        if accuracy is not None and 0.0 <= accuracy <= 1.0 and (best is None or accuracy > best):
-            best, best_step = accuracy, _count(event.get("step"))
-    return best, best_step
+        accuracy = _accuracy(event.get("accuracy"))
+        if accuracy is not None and (best is None or accuracy > best):
+            best, best_step, best_event = accuracy, _count(event.get("step")), event
+    return best, best_step, best_event
 
 
 def _last_end_reason(events: list[Event]) -> str | None:

@@ -16,7 +16,7 @@ STEP_SCALARS = {
     "emb_norm_mean": "train/embedding_norm_mean",
     "regularizer": "train/regularizer",
 }
-EVAL_SCALARS = ("accuracy", "eer", "auc", "tar_at_far_1e-3", "tar_at_far_1e-4")
+EVAL_SCALARS = ("accuracy", "eer", "auc")  # and every tar_at_far_<FAR>
 
 
 ProjectorSource = Callable[[], tuple | None]  # () -> (embeddings, labels | None, images) | None
@@ -53,15 +53,23 @@ class TensorBoardSink:
                 if event.get(key) is not None:
                     self.writer.add_scalar(tag, event[key], event["step"])
         elif kind == "eval":
-            for key in EVAL_SCALARS:
-                if event.get(key) is not None:
-                    self.writer.add_scalar(f"val/{key}", event[key], event["step"])
+            self._add_eval(event, "val", event["step"])
+            sets = event.get("sets") or {}
+            for name, figures in sets.items() if len(sets) > 1 else ():
+                self._add_eval(figures, f"val/{name}", event["step"])
         elif kind == "end":
             if event.get("reason") == "completed" and self.projector is not None:
                 projected = self.projector()
                 if projected is not None:
                     self.add_embeddings(*projected, step=event["step"])
             self.writer.flush()
+
+    def _add_eval(self, figures: dict, group: str, step: int) -> None:
+        """``group/accuracy``, ``group/eer``, a TAR per configured FAR…: the run's figures under
+        ``val``, each set's (when there are several) under ``val/<name>``."""
+        for key, value in figures.items():
+            if (key in EVAL_SCALARS or key.startswith("tar_at_far_")) and value is not None:
+                self.writer.add_scalar(f"{group}/{key}", value, step)
 
     def add_embeddings(self, embeddings, labels, images, step: int) -> None:
         # Thumbnails back to [0, 1] for the projector's sprite.
