@@ -277,19 +277,12 @@ def export_onnx(
         report.metadata, report.file_size = {**meta, **report.int8.metadata()}, len(data)
         report.export_seconds = time.perf_counter() - started
         if not report.int8.gate.passed and not int8.force:
-            failed = _gate_text(report.int8.gate)
+            failed = report.int8.gate.summary()
             raise GateError(f"int8 gate failed ({failed}); {output} was not written", report)
     stage(stages, stages, "done")
     atomic_write_bytes(output, data)
     report.path = output
     return report
-
-
-def _gate_text(result) -> str:
-    return (
-        f"accuracy {100 * result.fp32_accuracy:.2f}% → {100 * result.int8_accuracy:.2f}%, "
-        f"TAR@FAR=1e-3 {100 * result.fp32_tar:.2f}% → {100 * result.int8_tar:.2f}%"
-    )
 
 
 def _source_path(source: Any) -> str | None:

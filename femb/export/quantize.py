@@ -180,6 +180,13 @@ class GateResult:
     def to_json(self) -> str:
         return json.dumps({k: _finite(v) for k, v in self.to_dict().items()}, sort_keys=True)
 
+    def summary(self) -> str:
+        """``accuracy 99.20% → 99.10%, TAR@FAR=1e-3 97.00% → 96.50%``."""
+        return (
+            f"accuracy {100 * self.fp32_accuracy:.2f}% → {100 * self.int8_accuracy:.2f}%, "
+            f"TAR@FAR={GATE_FAR:g} {100 * self.fp32_tar:.2f}% → {100 * self.int8_tar:.2f}%"
+        )
+
     def lines(self) -> list[str]:
         """The figures, one line each, in points (percent)."""
         return [

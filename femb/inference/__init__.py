@@ -5,11 +5,9 @@ from femb.inference.embedder import (
     ModelLoadError,
     NoThresholdError,
     OnnxEmbedder,
-    TorchEmbedder,
     embedding_norms,
-    is_onnx_model,
-    open_embedder,
 )
+from femb.inference.opening import TorchEmbedder, is_onnx_model, open_embedder
 from femb.inference.providers import (
     PROVIDER_CHOICES,
     ProbeResult,
