@@ -48,6 +48,7 @@ def demo_command(
     except ValueError as error:
         raise fail(f"--provider {provider}: {error}") from None
     from femb.data import SyntheticFaces, pairs_from_labelled, write_pairs_dataset_bin
+    from femb.fileio import check_writable
     from femb.training.config import TrainConfig
     from femb.training.recipe import build_datasets, prepare_run_dir
     from femb_cli.export import onnx_command
@@ -78,7 +79,9 @@ def demo_command(
             identity_offset=identities,
         )
         folder = prepare_run_dir(config)
-    except ValueError as error:
+        onnx_path = output or Path("exports") / f"{folder.name}.onnx"
+        check_writable(onnx_path, "model file")  # step 2's output: said now, not after the training
+    except (ValueError, OSError) as error:
         raise fail(str(error)) from None
 
     # The verification set of step 3, written first so the dashboard's run is all there is to wait for.
@@ -99,7 +102,6 @@ def demo_command(
     if code != 0:
         raise typer.Exit(code)
 
-    onnx_path = output or Path("exports") / f"{folder.name}.onnx"
     typer.secho(f"\n[2/3] femb export onnx {folder.path} -o {onnx_path}", bold=True)
     _call(onnx_command, source=folder.path, output=onnx_path)
 

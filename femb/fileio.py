@@ -177,6 +177,30 @@ def _failed(path: Path, cause: OSError, existed: bool) -> WriteFailedError:
     return write_failure(path, cause, "the previous file is intact" if existed else "nothing was written")
 
 
+def check_writable(path: str | os.PathLike, what: str = "file") -> Path:
+    """Refuse now, in one line, an output that a later :func:`atomic_write` could not write: a
+    destination that is no regular file, or a folder where no file can be created (read-only, no
+    permission, a file in the way). For commands that write only after minutes of work.
+
+    Probed by creating (and removing) a temporary file in the nearest existing folder, which also
+    catches a read-only file system and root's own limits, where permission bits say nothing.
+    """
+    target = writable_target(path, what)
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotARegularFileError(f"{path}: {folder} is in the way (a file, not a folder)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=folder)
+    except OSError as error:
+        message = f"{path}: cannot be written in {folder} ({error.strerror})"
+        raise WriteFailedError(error.errno, message) from None
+    os.close(fd)
+    os.unlink(probe)
+    return target
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, what: str = "file") -> Path:
     return atomic_write(path, lambda handle: handle.write(data), what)
 

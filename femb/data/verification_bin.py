@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from femb.data.pairs import PairsDataset
 from femb.data.transforms import decode_image, denormalize, to_face_tensor
-from femb.fileio import atomic_write
+from femb.fileio import atomic_write, require_regular_file
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
@@ -150,8 +150,9 @@ class BytesImages(Dataset):
 def load_verification_bin(path: str | os.PathLike) -> PairsDataset:
     """Read an InsightFace verification ``.bin`` safely; identical images are kept once."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ValueError(f"verification file {path} does not exist")
+    require_regular_file(path, "verification file")  # a device or a FIFO: said so, never read
     try:
         data = path.read_bytes()
         # The unpickler allocates a bytes object as long as its length field says before reading it:

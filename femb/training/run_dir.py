@@ -19,6 +19,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+# Run folders this process created: a start that fails before it becomes a run removes them again
+# (a folder that existed before, even empty, is the user's and stays).
+_CREATED_HERE: set[Path] = set()
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -64,13 +69,30 @@ class RunDir:
         return self.path / "lock"
 
     def create(self) -> RunDir:
+        existed = self.path.exists()
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
             raise ValueError(f"run directory {self.path}: a file is in the way (not a folder)") from None
         except PermissionError:
             raise ValueError(f"run directory {self.path}: permission denied") from None
+        if not existed:
+            _CREATED_HERE.add(self.path.resolve())
         return self
+
+    def discard_if_unused(self) -> None:
+        """Remove what a start that never became a run left here: its lock, its empty folders, and
+        the run folder itself when this process created it. An attempt that was refused (bad data,
+        a validation set that cannot give pairs, unreadable weights) leaves nothing new behind."""
+        if self.holds_run():
+            return
+        self.lock_file.unlink(missing_ok=True)
+        for folder in (self.checkpoints, self.control, self.tensorboard):
+            with contextlib.suppress(OSError):  # not there, or not empty: kept
+                folder.rmdir()
+        if self.path.resolve() in _CREATED_HERE:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
 
     def holds_run(self) -> bool:
         """Whether an earlier run lives here (its config, metrics or checkpoints)."""
@@ -192,6 +214,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._handle is not None:
+            self.run_dir.discard_if_unused()  # while still holding the lock: no one else is starting here
             self._handle.close()  # closing the descriptor releases the flock
             self._handle = None
 
