@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from femb_cli.errors import fail
+from femb_cli.errors import fail, with_flags
 
 # Sized for 3 minutes end to end on a 2-core CPU with the default mobilefacenet_fast (see the
 # README for the measured time and accuracy).
@@ -82,7 +82,7 @@ def demo_command(
         onnx_path = output or Path("exports") / f"{folder.name}.onnx"
         check_writable(onnx_path, "model file")  # step 2's output: said now, not after the training
     except (ValueError, OSError) as error:
-        raise fail(str(error)) from None
+        raise fail(with_flags(error)) from None
 
     # The verification set of step 3, written first so the dashboard's run is all there is to wait for.
     pairs_file = folder.path / "val_pairs.bin"

@@ -50,13 +50,32 @@ def flag_message(field: str, message: str) -> str:
 def with_flags(error: ValueError, given: set[str] = frozenset(), config_file: Path | None = None) -> str:
     """A library error as the command line says it: a field given as a flag (or not in the config
     file) named by its flag; one that came from the file named by its key, after the file's name."""
+    from femb.training.run_dir import ExistingRunError, RunInUseError
     from femb.training.schema import ConfigError
 
+    if isinstance(error, ExistingRunError):
+        return (
+            f"{flag('run_dir')} {error.path}: already holds a run; continue it with "
+            f"`femb train --resume {error.path}`, choose another {flag('run_dir')} or {flag('name')}, "
+            "or pass --overwrite to replace it"
+        )
+    if isinstance(error, RunInUseError):
+        return f"{error} (femb stop {error.path})"
     if not isinstance(error, ConfigError) or error.field is None or error.source is not None:
         return one_line(error)
     if config_file is not None and error.field not in given:
         return f"{config_file}: {error.message}"
     return flag_message(error.field, error.message)
+
+
+def resume_command(event: dict) -> str | None:
+    """The command that resumes the run an ``end`` event describes, when it can be resumed
+    (``resume_from``; runs written by earlier versions carry the command as ``resume_command``)."""
+    run_dir = event.get("resume_from")
+    if isinstance(run_dir, str) and run_dir:
+        return f"femb train --resume {run_dir}"
+    command = event.get("resume_command")
+    return command if isinstance(command, str) and command else None
 
 
 def debug_enabled() -> bool:

@@ -11,6 +11,7 @@ import typer
 
 from femb.training.events import Event
 from femb_cli.dashboard.state import format_duration, progress_text, sets_text
+from femb_cli.errors import resume_command
 
 
 class ProgressPrinter:
@@ -67,8 +68,8 @@ class ProgressPrinter:
             self._echo(f"{event['level']}: {event['message']}", err=True)
         elif kind == "end":
             self._echo(f"{event['reason']} at step {event['step']}: {event['message']}")
-            if event.get("resume_command"):
-                self._echo(f"resume with: {event['resume_command']}")
+            if resume_command(event):
+                self._echo(f"resume with: {resume_command(event)}")
 
 
 @contextmanager

@@ -39,7 +39,7 @@ def run_with_progress(
 ) -> int:
     """Train in this process, printing progress lines; the training's exit code."""
     from femb.training.recipe import train
-    from femb_cli.errors import fail
+    from femb_cli.errors import fail, with_flags
     from femb_cli.progress import ProgressPrinter
 
     phase("building the model")
@@ -53,7 +53,7 @@ def run_with_progress(
             overwrite=overwrite,
         )
     except ValueError as error:
-        raise fail(str(error)) from None
+        raise fail(with_flags(error)) from None
     return EXIT_CODES.get(result.reason, 1)
 
 
@@ -155,7 +155,7 @@ def _print_end(state, end: dict, run_dir) -> None:
             "step": end.get("step"),
             "reason": end.get("reason"),
             "message": f"{verdict}; run directory {run_dir.path}",
-            "resume_command": f"femb train --resume {run_dir.path}"
+            "resume_from": str(run_dir.path)
             if end.get("reason") != "completed" and run_dir.last_checkpoint.is_file()
             else None,
         }

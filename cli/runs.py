@@ -17,6 +17,7 @@ STATUS_STYLE = {
     "stopped": "yellow",
     "error": "red",
     "died": "magenta",
+    "unreadable": "red",
 }
 PIPED_WIDTH = 160  # a table written to a file or a pipe is not squeezed into 80 columns
 
@@ -96,19 +97,27 @@ def _print_table(frame) -> None:
     table.add_column("run", overflow="fold")
     for column in ("backbone", "head"):
         table.add_column(column)
-    from femb.training.run_summary import SET_COLUMN
+    from femb.training.run_summary import OPTION_COLUMN, SET_COLUMN
 
     set_columns = [column for column in frame.columns if column.startswith(SET_COLUMN)]
     for column in ("steps", "best acc", "@step", *(c.removeprefix(SET_COLUMN) for c in set_columns)):
         table.add_column(column, justify="right")
     for column in ("status", "started", "duration"):
         table.add_column(column)
+    # The schema's other options, where the runs listed differ: what tells them apart.
+    shown = {OPTION_COLUMN + name for name in ("backbone", "head", "steps", "run_dir", "name")}
+    options = [c for c in frame.columns if c.startswith(OPTION_COLUMN) and c not in shown and "." not in c]
+    options = [c for c in options if frame[c].astype(str).nunique() > 1]
+    for column in options:
+        table.add_column(column.removeprefix(OPTION_COLUMN))
     set_values = frame[set_columns].itertuples(index=False, name=None)
-    for row, per_set in zip(frame.itertuples(index=False), set_values, strict=True):
+    option_values = frame[options].itertuples(index=False, name=None)
+    rows = zip(frame.itertuples(index=False), set_values, option_values, strict=True)
+    for row, per_set, per_option in rows:
         cells = (
             row.name,
             _or_dash(row.backbone),
-            _or_dash(row.head),
+            _or_dash(row.head) + ("" if _missing(row.head_options) else f"({row.head_options})"),
             f"{row.steps_done}/{_or_dash(row.steps_planned)}",
             _or_dash(row.best_accuracy, "{:.4f}"),
             _or_dash(row.best_step),
@@ -116,6 +125,7 @@ def _print_table(frame) -> None:
             f"running {row.pid}" if row.status == "running" and not _missing(row.pid) else row.status,
             _local_time(row.started),
             _duration(row.duration_s),
+            *(_or_dash(value) for value in per_option),
         )
         texts = [Text(str(cell)) for cell in cells]  # Text, not markup: a run's name is shown as is
         texts[6 + len(set_columns)].stylize(STATUS_STYLE.get(row.status, ""))

@@ -87,7 +87,11 @@ CLI_ONLY = {
     "s": CliOption(
         float | None,
         None,
-        typer.Option(help="The head's scale: short for --head-opt s=S.", rich_help_panel=HEAD),
+        typer.Option(
+            help="The head's scale: short for --head-opt s=S (default: AdaCos's, from the class count; "
+            "the papers use 64).",
+            rich_help_panel=HEAD,
+        ),
     ),
     "m": CliOption(
         float | None,

@@ -8,6 +8,7 @@ from typing import Any
 from femb.training.events import Event
 from femb_cli.dashboard.state import as_count, as_text, fmt, progress_text, sets_text
 from femb_cli.dashboard.widgets import RunLog
+from femb_cli.errors import resume_command
 
 
 def describe_event(event: Event, run_dir: Path | None) -> list[tuple[str, str]]:
@@ -57,9 +58,9 @@ def describe_event(event: Event, run_dir: Path | None) -> list[tuple[str, str]]:
                 "good" if reason == "completed" else "warning",
             )
         ]
-        resume_command = as_text(event.get("resume_command"), 4096)
-        if resume_command:
-            lines.append((f"resume with: {resume_command}", "action"))
+        command = as_text(resume_command(event), 4096)
+        if command:
+            lines.append((f"resume with: {command}", "action"))
         return lines
     return []
 

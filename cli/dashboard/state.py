@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from femb.training.events import Event
+from femb_cli.errors import resume_command
 
 # Long runs must not grow the curves without bound: past this many points a series keeps every second one.
 MAX_POINTS = 4096
@@ -92,6 +93,7 @@ class RunState:
     run_dir: str | None = None
     device: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    head_spec: dict[str, Any] | None = None  # the head as built: its options' effective values
     batch_size: int | None = None
     num_classes: int | None = None
     num_parameters: int | None = None
@@ -154,6 +156,7 @@ class RunState:
         self.device = as_text(event.get("device")) or self.device
         config = event.get("config")
         self.config = dict(config) if isinstance(config, dict) else {}
+        self.head_spec = event.get("head") if isinstance(event.get("head"), dict) else None
         self.batch_size = as_count(event.get("batch_size")) or as_count(self.config.get("batch_size"))
         self.num_classes = as_count(event.get("num_classes"))
         self.num_parameters = as_count(event.get("num_parameters"))
@@ -221,7 +224,7 @@ class RunState:
             "step": as_count(event.get("step")),
             "reason": as_text(event.get("reason"), 40),
             "message": as_text(event.get("message"), 1000),
-            "resume_command": as_text(event.get("resume_command"), 4096),
+            "resume_command": as_text(resume_command(event), 4096),
         }
         self.step = self.end["step"] or self.step
         self.eta_s = None
@@ -340,7 +343,7 @@ def config_summary(state: RunState) -> list[tuple[str, str]]:
         ("backbone", text["backbone"]),
         ("embed", embedding),
         ("weights", _path_tail(weights, WEIGHTS_WIDTH) if weights else None),
-        ("head", _join(text["head"], head_option_text(config.get("head_options")), partial_fc)),
+        ("head", _join(text["head"], head_option_text(_effective_head(state)), partial_fc)),
         ("data", _join(text["data"], classes)),
         ("batch", str(state.batch_size) if state.batch_size else None),
         (
@@ -354,8 +357,37 @@ def config_summary(state: RunState) -> list[tuple[str, str]]:
         ("device", _join(state.device, f"amp {amp}" if amp not in (None, "none") else None)),
         ("processes", str(state.world_size) if state.world_size and state.world_size > 1 else None),
         ("steps", f"{state.total_steps:,}" if state.total_steps else None),
+        ("options", _other_options(config)),
     ]
     return [(label, str(value)) for label, value in rows if value]
+
+
+# Schema fields the rows above show; every other one is listed under "options" when it was changed.
+SHOWN_OPTIONS = {"head", "backbone", "data", "optimizer", "scheduler", "lr", "sample_rate", "init_backbone"}
+SHOWN_OPTIONS |= {"embed_dim", "amp", "batch_size", "steps", "device", "run_dir", "name"}
+
+
+def _effective_head(state: RunState) -> dict[str, Any]:
+    """The head's options as the run built them (the start event's head), else as configured."""
+    from femb.training.config import config_rows
+
+    if state.head_spec is None and "head" not in state.config:  # a bare fit: nothing to say
+        return {}
+    rows = config_rows(state.config, state.head_spec)
+    return {key.removeprefix("head."): value for key, value, _ in rows if key.startswith("head.")}
+
+
+def _other_options(config: dict[str, Any]) -> str | None:
+    """``field=value`` of every other schema option the run set to something but its default."""
+    from femb.training.config import config_rows
+
+    defaults = {key: value for key, value, _ in config_rows({})}
+    changed = [
+        f"{key}={as_text(str(value), 40)}"
+        for key, value, _ in config_rows(config)
+        if key in defaults and key not in SHOWN_OPTIONS and "." not in key and value != defaults[key]
+    ]
+    return ", ".join(changed[:MAX_HEAD_OPTIONS]) or None
 
 
 # Characters of a weights path the run panel shows: its end, where the file name is.

@@ -76,7 +76,7 @@ class HeadOption:
         return f"a {self.type.__name__}"
 
     def describe(self) -> str:
-        """One line for ``--help``, ``femb info`` and the dashboard: ``name=default  help (range)``."""
+        """One line for help texts, ``femb info`` and the dashboard: ``name=default  help (range)``."""
         default = "(see help)" if self.default is None else str(self.default)
         return f"{self.name}={default}  {self.help} ({self.range_text()})"
 

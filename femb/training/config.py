@@ -1,7 +1,7 @@
 """The training configuration: THE schema of every training option, saved as ``config.toml``.
 
-Each option is one :func:`~femb.training.schema.option` line: type, default, help, ``--help``
-panel, choices and range. ``femb train``'s options, the TOML keys (the field names), ``fit``'s
+Each option is one :func:`~femb.training.schema.option` line: type, default, help text,
+help panel, choices and range. ``femb train``'s options, the TOML keys (the field names), ``fit``'s
 keywords and the run views are generated from it, and :meth:`TrainConfig.validate` is the one
 check, run from the same declarations.
 
@@ -200,29 +200,38 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def rows(self) -> Iterator[tuple[str, Any, str]]:
-        """``(field, value, panel)`` of every option, in declaration order, for a run's views;
-        the head's options come as ``head.<name>`` with their effective values."""
+        """``(field, value, panel)`` of every option, in declaration order (see :func:`config_rows`)."""
         yield from config_rows(self.to_dict())
 
 
-def config_rows(values: dict[str, Any], num_classes: int | None = None) -> Iterator[tuple[str, Any, str]]:
+def config_rows(values: dict[str, Any], head: Any = None) -> Iterator[tuple[str, Any, str]]:
     """``(field, value, panel)`` of a recorded config (``config.toml`` or a start event's), in the
-    schema's order; a missing field shows its default, and the head's options appear one by one
-    (``head.s``) with the value the run really uses (:func:`femb.headers.effective_head_options`)."""
-    from femb.headers import effective_head_options
-
+    schema's order, for a run's views; a missing field shows its default. The head's options come
+    one by one (``head.s``): with ``head``, a start event's or checkpoint's head spec (``name``,
+    ``kwargs``), the values the run really used (femb's default scale resolved from the class
+    count); else the config's table over the head's declared defaults (``None``: resolved later).
+    Values are shown as they were read: the caller treats them as outside input."""
     for f in fields(TrainConfig):
         spec = spec_of(f)
         if f.name == "head_options":
-            head = values.get("head", TrainConfig.head)
-            table = values.get("head_options")
-            for key, value in effective_head_options(
-                head, table if isinstance(table, dict) else {}, num_classes
-            ).items():
+            for key, value in _head_values(values, head).items():
                 yield f"head.{key}", value, spec.panel
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         yield f.name, values.get(f.name, default), spec.panel
+
+
+def _head_values(values: dict[str, Any], head: Any) -> dict[str, Any]:
+    built = head.get("kwargs") if isinstance(head, dict) else None
+    name = head.get("name") if isinstance(built, dict) else values.get("head", TrainConfig.head)
+    declared = head_options(name) if isinstance(name, str) and name in list_headers() else ()
+    if isinstance(built, dict):
+        return {option.name: built.get(option.name) for option in declared} or {
+            key: value for key, value in built.items() if key not in ("in_features", "out_features")
+        }
+    table = values.get("head_options")
+    table = table if isinstance(table, dict) else {}
+    return {**{option.name: option.default for option in declared}, **table}
 
 
 def schema() -> list[tuple[dataclasses.Field, Spec, Any]]:

@@ -100,7 +100,7 @@ class TrainingControl:
         """Remove request files made before this process started; returns their names.
 
         Requests belong to the process that was running when they were made: a ``stop`` left by
-        a dashboard after its trainer died must not end the next ``--resume`` at once.
+        a dashboard after its trainer died must not end the next resume at once.
         """
         folder = Path(control_dir)
         if not folder.is_dir():

@@ -18,7 +18,7 @@ Every event has ``event`` (its kind) and ``time`` (Unix seconds). Kinds and thei
 - ``progress``: task ("evaluation" | "projector"), step, done, total, final (bool): a long piece
   of work between steps, announced at 0, then at most about once a second, then at ``total``
 - ``end``: step, reason ("completed" | "stopped" | "interrupted" | "nonfinite" | "error"),
-  message, resume_command (or None)
+  message, resume_from (the run directory to resume, or None)
 
 A sink is any callable ``sink(event: dict) -> None``; it must be quick (the loop waits for it).
 """

@@ -85,7 +85,7 @@ def split_fit_arguments(args: tuple, kwargs: dict[str, Any]) -> tuple[TrainConfi
         elif name in loop_fields:
             settings[name], spelled[name] = _plain(value), key
         elif name in {f.name for f, _, _ in schema()}:
-            raise TypeError(f"fit got {key!r}: femb train builds an object from it; give fit that object")
+            raise TypeError(f"fit got {key!r}: the recipe builds an object from it; give fit that object")
         else:
             raise TypeError(f"fit got an unexpected option {key!r}; options: {', '.join(fit_keywords())}")
     try:

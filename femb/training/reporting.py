@@ -20,8 +20,18 @@ def start_fields(trainer) -> dict:
         "num_parameters": sum(p.numel() for p in trainer.model.backbone.parameters()),
         "device": str(trainer.device),
         "batch_size": trainer.settings.batch_size,
+        "head": _head_spec(trainer.model.header),  # every head option's value as built: the effective ones
         "world_size": trainer.runtime.world_size,
     }
+
+
+def _head_spec(header) -> dict | None:
+    from femb.headers import header_spec
+
+    try:
+        return header_spec(header)
+    except ValueError:  # a head class of the caller's own, never registered
+        return None
 
 
 def step_fields(trainer, loss_value: float, embeddings: torch.Tensor) -> dict:
@@ -43,7 +53,7 @@ def step_fields(trainer, loss_value: float, embeddings: torch.Tensor) -> dict:
 
 
 def end_fields(trainer, reason: str, message: str) -> dict:
-    """How the run ended; a resume command only when a checkpoint to resume from exists."""
+    """How the run ended; ``resume_from``: the run directory, when a checkpoint to resume from exists."""
     run_dir = trainer.run_dir
     resumable = trainer.checkpointer.has_resumable
     if reason not in ("completed", "nonfinite") and run_dir is not None and not resumable:
@@ -52,9 +62,7 @@ def end_fields(trainer, reason: str, message: str) -> dict:
         "step": trainer.step,
         "reason": reason,
         "message": message,
-        "resume_command": f"femb train --resume {run_dir.path}"
-        if run_dir and reason != "completed" and resumable
-        else None,
+        "resume_from": str(run_dir.path) if run_dir and reason != "completed" and resumable else None,
         "best_accuracy": trainer.progress.best_accuracy,
     }
 

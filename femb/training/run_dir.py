@@ -12,11 +12,32 @@ from pathlib import Path
 import tomli_w
 
 from femb.fileio import atomic_write_bytes, write_failure
+from femb.training.schema import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+
+class ExistingRunError(ConfigError):
+    """``run_dir`` already holds a run; the front end says how to continue it."""
+
+    def __init__(self, path: Path):
+        super().__init__(
+            "run_dir", f"run_dir {path}: already holds a run; resume it, choose another run_dir or name, "
+            "or set overwrite to replace it"
+        )
+        self.path = path
+
+
+class RunInUseError(ValueError):
+    """Another process owns the run directory (``owner``: its PID, when the lock file says)."""
+
+    def __init__(self, path: Path, owner: int | None):
+        who = f"process {owner}" if owner else "another process"
+        super().__init__(f"run directory {path} is in use by {who}; wait for it to end or stop it")
+        self.path, self.owner = path, owner
 
 
 # Run folders this process created: a start that fails before it becomes a run removes them again
@@ -103,17 +124,13 @@ class RunDir:
             or (self.checkpoints.is_dir() and any(self.checkpoints.glob("*.pt")))
         )
 
-    def refuse_existing_run(self, option: str = "--run-dir") -> None:
+    def refuse_existing_run(self) -> None:
         """Never overwrite a run: one clear error that says how to continue or start afresh."""
         if self.holds_run():
-            raise ValueError(
-                f"{option} {self.path}: already holds a run; continue it with "
-                f"`femb train --resume {self.path}`, choose another --run-dir or --name, "
-                "or pass --overwrite to replace it"
-            )
+            raise ExistingRunError(self.path)
 
     def clear_run(self) -> None:
-        """Remove an earlier run's files (``--overwrite``); anything else in the folder stays."""
+        """Remove an earlier run's files (``overwrite``); anything else in the folder stays."""
         import shutil
 
         for path in (self.config_file, self.metrics_file, self.final_backbone):
@@ -188,11 +205,7 @@ class RunLock:
         except OSError:
             owner = _read_pid(handle)
             handle.close()
-            who = f"process {owner}" if owner else "another process"
-            raise ValueError(
-                f"run directory {self.run_dir.path} is in use by {who}; wait for it to end or stop it "
-                f"(femb dashboard {self.run_dir.path}, then q)"
-            ) from None
+            raise RunInUseError(self.run_dir.path, owner) from None
         previous = _read_pid(handle)
         if previous and previous != os.getpid():
             self.stale_owner = previous

@@ -13,7 +13,8 @@ Status is one of :data:`STATUSES`:
   raw reason stays in :attr:`RunSummary.end_reason`;
 - ``died``: no end event after the last start and no process holding the lock. The trainer writes
   an end event on every exit it lives through, so this run was killed (``kill -9``, out of memory,
-  power loss) and, unlike a stopped run, did not save a checkpoint on its way out.
+  power loss) and, unlike a stopped run, did not save a checkpoint on its way out;
+- ``unreadable``: the folder could not be summarised at all; the other runs are listed as usual.
 
 Everything read is treated as outside input: a torn last line, a damaged ``config.toml`` or a field
 of the wrong type counts as missing, never as an error.
@@ -32,7 +33,7 @@ from typing import Any
 from femb.training.events import Event, read_events
 from femb.training.run_dir import RunDir
 
-STATUSES = ("running", "completed", "stopped", "error", "died")
+STATUSES = ("running", "completed", "stopped", "error", "died", "unreadable")
 
 # The end event's reason, folded into the few statuses a list of runs needs.
 END_STATUS = {
@@ -48,6 +49,7 @@ COLUMNS = (
     "name",
     "backbone",
     "head",
+    "head_options",
     "steps_done",
     "steps_planned",
     "best_accuracy",
@@ -58,7 +60,11 @@ COLUMNS = (
     "started",
     "duration_s",
     "path",
+    # then one "option/<field>" column per schema option (head options as "option/head.<name>")
 )
+OPTION_COLUMN = "option/"
+# Counts and times beyond these are damage, not a run (a step count pandas cannot hold, a year 2500).
+MAX_COUNT, MAX_TIME = 2**53, 2**34
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class RunSummary:
     path: str
     backbone: str | None
     head: str | None
+    head_options: str | None  # ``s=16.1 m=0.5``: the values the run used
     steps_done: int
     steps_planned: int | None
     best_accuracy: float | None
@@ -79,6 +86,8 @@ class RunSummary:
     duration_s: float | None
     # Each validation set's accuracy at the best evaluation (the one best.pt holds), by name.
     set_accuracy: dict[str, float | None] = field(default_factory=dict)
+    # Every schema option's value (``config_rows``), the head's as built.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,20 +134,72 @@ def summarize_run(path: str | os.PathLike, now: float | None = None) -> RunSumma
     config = _config(run, starts)
     end_reason = _last_end_reason(events)
     best_accuracy, best_step, best_event = _best_evaluation(events)
+    options = _options(config, starts[-1].get("head") if starts else None)
     return RunSummary(
         name=run.name,
         path=str(run.path),
         backbone=_text(config.get("backbone")),
         head=_text(config.get("head")),
+        head_options=_head_text(options),
         steps_done=_steps_done(events),
         steps_planned=_steps_planned(starts, config),
         best_accuracy=best_accuracy,
         best_step=best_step,
         status=_status(running, end_reason),
         end_reason=end_reason,
-        started=_number(starts[0].get("time")) if starts else None,
+        started=_moment(starts[0].get("time")) if starts else None,
         duration_s=_duration(events, running, time.time() if now is None else now),
         set_accuracy=_set_accuracy(best_event),
+        options=options,
+    )
+
+
+def _options(config: dict[str, Any], head: Any) -> dict[str, Any]:
+    """Every schema option of the run, plain values only (the config is outside input); none
+    when the run recorded no config (defaults would be a guess)."""
+    from femb.training.config import config_rows
+
+    if not config and not isinstance(head, dict):
+        return {}
+    shown = {}
+    for key, value, _ in config_rows(config, head):
+        if isinstance(value, list):
+            value = ",".join(str(item) for item in value)
+        if value is None or (isinstance(value, (bool, str)) and len(str(value)) <= 200):
+            shown[key] = value
+        elif isinstance(value, (int, float)):
+            shown[key] = value if abs(value) < MAX_COUNT else None
+    return shown
+
+
+def _head_text(options: dict[str, Any]) -> str | None:
+    """``s=16.1,m=0.5``: the head's options as the run used them, one word for a table cell."""
+    shown = [
+        f"{key.removeprefix('head.')}={value:g}"
+        if isinstance(value, float)
+        else f"{key.removeprefix('head.')}={value}"
+        for key, value in options.items()
+        if key.startswith("head.")
+    ]
+    return ",".join(shown) or None
+
+
+def unreadable_run(path: Path, error: Exception) -> RunSummary:
+    """A run folder that could not be summarised: listed as such, with nothing else claimed."""
+    return RunSummary(
+        name=path.name,
+        path=str(path),
+        backbone=None,
+        head=None,
+        head_options=None,
+        steps_done=0,
+        steps_planned=None,
+        best_accuracy=None,
+        best_step=None,
+        status="unreadable",
+        end_reason=f"{type(error).__name__}",
+        started=None,
+        duration_s=None,
     )
 
 
@@ -146,7 +207,13 @@ def summarize_runs(root: str | os.PathLike, now: float | None = None) -> list[Ru
     """Every run directly under ``root``, by name; folders that are not runs are skipped."""
     root = Path(root)
     folders = sorted(child for child in root.iterdir() if child.is_dir() and is_run_dir(child))
-    return [summarize_run(folder, now) for folder in folders]
+    summaries = []
+    for folder in folders:
+        try:
+            summaries.append(summarize_run(folder, now))
+        except Exception as error:  # noqa: BLE001 - one damaged run must not hide the others
+            summaries.append(unreadable_run(folder, error))
+    return summaries
 
 
 def runs_frame(summaries: Iterable[RunSummary]):
@@ -160,7 +227,8 @@ def runs_frame(summaries: Iterable[RunSummary]):
         values = [summary.set_accuracy.get(name) for summary in summaries]
         frame.insert(offset, SET_COLUMN + name, pd.array(values, dtype="float64"))
     frame["best_accuracy"] = frame["best_accuracy"].astype("float64")
-    frame["best_accuracy"] = frame["best_accuracy"].astype("float64")
+    for key in dict.fromkeys(key for summary in summaries for key in summary.options):
+        frame[OPTION_COLUMN + key] = [summary.options.get(key) for summary in summaries]
     frame = frame.sort_values(["name"], kind="stable")
     frame = frame.sort_values("best_accuracy", ascending=False, na_position="last", kind="stable")
     return frame.reset_index(drop=True)
@@ -215,7 +283,7 @@ def _steps_done(events: list[Event]) -> int:
 
 
 def _steps_planned(starts: list[Event], config: dict[str, Any]) -> int | None:
-    """The last session's ``total_steps`` (it resolves ``--epochs``), else ``steps`` from the config."""
+    """The last session's ``total_steps`` (it resolves ``epochs``), else ``steps`` from the config."""
     for start in reversed(starts):
         total = _count(start.get("total_steps"))
         if total:
@@ -289,7 +357,14 @@ def _number(value: Any) -> float | None:
 
 def _count(value: Any) -> int | None:
     number = _number(value)
-    return int(number) if number is not None and number >= 0 and number.is_integer() else None
+    whole = number is not None and 0 <= number < MAX_COUNT and number.is_integer()
+    return int(number) if whole else None
+
+
+def _moment(value: Any) -> float | None:
+    """Unix seconds, or None for a time no clock gives."""
+    number = _number(value)
+    return number if number is not None and 0 <= number < MAX_TIME else None
 
 
 def _text(value: Any) -> str | None:

@@ -1,6 +1,6 @@
 """Where a training runs: device, mixed precision, and this process's place among its peers.
 
-One process (``fit`` in a notebook) and several (``torchrun`` or ``femb train --nproc-per-node``)
+One process (``fit`` in a notebook) and several (``torchrun`` or the command line's process count)
 go through the same object. With several, the process group comes from the launcher's
 environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``): NCCL on
 CUDA, gloo on the CPU or where NCCL is missing. Every control decision (stop, pause, a

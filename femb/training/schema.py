@@ -1,6 +1,6 @@
 """How an option of :class:`femb.training.config.TrainConfig` is declared: ``option(...)``.
 
-One line per option carries its default, help text, ``--help`` panel, choices and range; the
+One line per option carries its default, help text, help panel, choices and range; the
 config file, the command line, ``fit`` and the run views all read them from here, and
 :func:`check_field` is the one check of a value against them (type, then choices, then range).
 """

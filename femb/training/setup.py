@@ -97,7 +97,7 @@ def claim_run_dir(
     try:
         if options.resume is None and run_dir.holds_run():
             if not options.overwrite:
-                run_dir.refuse_existing_run("run_dir")
+                run_dir.refuse_existing_run()
             run_dir.clear_run()
         if options.resume is None and options.config:
             run_dir.write_config(options.config)

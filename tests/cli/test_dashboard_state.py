@@ -83,7 +83,7 @@ def test_config_summary_shows_any_heads_options_from_the_config():
     state.apply({"event": "start", "config": config})
     assert dict(config_summary(state))["head"] == "frobface q=0.7 mode=wide plus=true"
     state.apply({"event": "start", "config": {"head": "cosface", "head_options": "s=3"}})  # not a table
-    assert dict(config_summary(state))["head"] == "cosface"
+    assert dict(config_summary(state))["head"] == "cosface m=0.35"  # the head's own defaults
 
 
 def test_config_summary_shows_processes_weights_and_partial_fc():
@@ -93,7 +93,7 @@ def test_config_summary_shows_processes_weights_and_partial_fc():
     state.apply({"event": "start", "config": config, "world_size": 2, "device": "cpu"})
     rows = dict(config_summary(state))
     assert rows["processes"] == "2"
-    assert rows["head"] == "arcface s=64 Partial FC r=0.1"
+    assert rows["head"] == "arcface s=64 m=0.5 easy_margin=false Partial FC r=0.1"
     assert rows["weights"].startswith("…") and rows["weights"].endswith("r50_fp16/backbone.pth")
     assert len(rows["weights"]) <= 29
     assert "Partial FC r=0.1" in one_line_summary(state)
@@ -106,4 +106,5 @@ def test_config_summary_shows_processes_weights_and_partial_fc():
     # One process, no fine-tuning, the full head: none of the three rows.
     state.apply({"event": "start", "config": {"head": "arcface", "sample_rate": 1.0}, "world_size": 1})
     rows = dict(config_summary(state))
-    assert "processes" not in rows and "weights" not in rows and rows["head"] == "arcface"
+    assert "processes" not in rows and "weights" not in rows
+    assert rows["head"] == "arcface m=0.5 easy_margin=false"  # the head's own defaults, as used

@@ -84,7 +84,8 @@ def test_the_table_lists_every_run_with_its_steps_best_accuracy_and_status(runs_
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.strip()}
     assert set(rows) == {"done", "short", "cut", "interrupted", "blown", "noeval"}  # notes/ is not a run
     best, at = _best_eval(runs_root / "done")
-    assert rows["done"][1:7] == ["iresnet_tiny", "arcface", "4/4", f"{best:.4f}", str(at), "completed"]
+    assert rows["done"][1:7] == ["iresnet_tiny", rows["done"][2], "4/4", f"{best:.4f}", str(at), "completed"]
+    assert rows["done"][2].startswith("arcface(s=") and rows["done"][2].endswith(",m=0.5,easy_margin=False)")
     assert rows["short"][3:7] == ["2/2", "–", "–", "completed"]
     assert rows["noeval"][3:7] == ["4/4", "–", "–", "completed"]
     cut_best, cut_at = _best_eval(runs_root / "done", last_step=3)
@@ -92,6 +93,7 @@ def test_the_table_lists_every_run_with_its_steps_best_accuracy_and_status(runs_
     assert rows["interrupted"][6] == "stopped" and rows["blown"][6] == "error"
     assert result.stdout.splitlines()[0].split() == [
         "run", "backbone", "head", "steps", "best", "acc", "@step", "status", "started", "duration",
+        "eval_every",  # the schema's options where the runs differ: noeval ran with --eval-every 0
     ]  # fmt: skip
 
 

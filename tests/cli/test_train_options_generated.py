@@ -42,6 +42,7 @@ def test_help_shows_every_schema_option_with_its_default_and_range():
             assert f"({' | '.join(spec.allowed())})" in text, field.name
         elif kind in (int, float) and spec.high is not None:
             assert f"({spec.range_text(kind is int)})" in text, field.name
+    assert "arcface: s=auto (papers: 64), m=0.5" in text  # femb's default beside the papers' value
     for panel in {spec.panel for _, spec, _ in schema()}:
         assert f"─ {panel} ─" in result.output
 

@@ -67,7 +67,7 @@ def test_stop_request_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     )
     assert result.reason == "stopped" and result.step == 3
     end = read_events(tmp_path / "run" / "metrics.jsonl")[-1]
-    assert end["resume_command"] == f"femb train --resume {tmp_path / 'run'}"
+    assert end["resume_from"] == str(tmp_path / "run")  # the state; the command line composes the hint
     assert load_checkpoint(tmp_path / "run", prefer="last")["training"]["step"] == 3
 
 

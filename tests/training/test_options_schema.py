@@ -27,7 +27,7 @@ def _inside(spec, kind) -> object:
         return int(spec.high if spec.high is not None else (spec.low or 0) + 7)
     if kind is float:
         return float(spec.high) if spec.high is not None else float((spec.low or 0) + 0.5)
-    return "x"
+    return None  # a free string: its default (other fields may refer to it)
 
 
 def test_every_option_declares_its_help_panel_and_a_working_default():
@@ -56,9 +56,9 @@ def test_a_toml_round_trip_keeps_every_field(tmp_path):
         if field.name == "head_options":
             values[field.name] = {"m": 0.3}
         elif typing.get_origin(kind) is list:
-            values[field.name] = [3, 5]
+            values[field.name] = [3, 5] if typing.get_args(kind) == (int,) else ["synthetic:4"]
         else:
-            values[field.name] = _inside(spec, kind)
+            values[field.name] = _inside(spec, kind) or field.default or "x"
     values["head"] = "arcface"
     config = TrainConfig.from_dict(values, source=None)
     path = tmp_path / "config.toml"
@@ -124,7 +124,7 @@ def test_fit_takes_the_seed_names_and_the_schema_names_alike():
     assert options.optimizer is None and config.batch_size == TrainConfig.batch_size  # one default
     with pytest.raises(ConfigError, match="^num_workers must be an integer ≥ 0"):
         split_fit_arguments((), {"num_workers": -1})
-    with pytest.raises(TypeError, match="femb train builds an object from it"):
+    with pytest.raises(TypeError, match="the recipe builds an object from it"):
         split_fit_arguments((), {"backbone": "iresnet50"})
     with pytest.raises(TypeError, match="unexpected option 'nope'"):
         split_fit_arguments((), {"nope": 1})
@@ -136,3 +136,24 @@ def test_fits_signature_is_generated_and_keeps_the_seed_order():
     loop_fields = [f.name for f, spec, _ in schema() if not spec.built]
     renamed = {SEED_ALIASES[name] for name in SEED_POSITIONAL if name in SEED_ALIASES}
     assert set(loop_fields) - renamed <= set(parameters)
+
+
+def test_the_library_names_no_flag_and_builds_no_command():
+    """Issue 18, item 2: only the command line speaks in flags and composes femb commands."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import femb
+
+    flag = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
+    command = re.compile(r"`?femb (train|verify|export|embed|data|dashboard|runs|stop|demo|info) ")
+    found = []
+    for path in sorted(Path(femb.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and flag.search(node.value):
+                found.append(f"{path.name}:{node.lineno}: {flag.search(node.value).group()}")
+            if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+                if command.match(str(node.values[0].value)):
+                    found.append(f"{path.name}:{node.lineno}: a femb command")
+    assert found == []

@@ -37,7 +37,7 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
     run = tmp_path / "run"
     tiny_run(run, config={"seed": 1})
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "lock"}
-    with pytest.raises(ValueError, match="already holds a run.*--resume"):
+    with pytest.raises(ValueError, match="already holds a run; resume it"):
         tiny_run(run)
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "lock"}
     assert after == before
@@ -114,7 +114,7 @@ def test_a_nonfinite_loss_says_truthfully_that_no_checkpoint_exists(tmp_path):
     assert result.reason == "nonfinite"
     end = read_events(tmp_path / "nan" / "metrics.jsonl")[-1]
     assert "no checkpoint had been written yet" in end["message"]
-    assert end["resume_command"] is None
+    assert end["resume_from"] is None
 
 
 def test_a_torn_metrics_line_is_cut_before_the_next_run_appends(tmp_path):
