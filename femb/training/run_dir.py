@@ -173,6 +173,8 @@ def read_toml(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: not valid TOML ({error})") from None
     except UnicodeDecodeError as error:  # a binary file: TOML is UTF-8 text
         raise ValueError(f"{path}: not a TOML text file (byte {error.start} is not UTF-8)") from None
+    except RecursionError:  # tomllib parses nested arrays recursively
+        raise ValueError(f"{path}: not valid TOML (values nested too deeply)") from None
 
 
 class RunLock:

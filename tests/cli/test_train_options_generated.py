@@ -72,6 +72,9 @@ def test_a_bad_value_in_the_config_file_is_named_by_its_key_and_a_binary_file_by
     config.write_bytes(bytes(range(256)) * 4)
     line = one_error_line(runner.invoke(app, base))
     assert line.startswith(f"error: {config}: not a TOML text file")
+    config.write_text("a = " + "[" * 100_000 + "\n")
+    line = one_error_line(runner.invoke(app, base))
+    assert line == f"error: {config}: not valid TOML (values nested too deeply)"
 
 
 def test_a_command_line_only_option_is_one_entry(monkeypatch):
