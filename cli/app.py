@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 import typer.core
 import typer.rich_utils
+from rich.markup import escape
 from rich.text import Text
 
 import femb
@@ -73,21 +74,50 @@ def _help_text_folded(**kwargs):
     return cell
 
 
+class _Folding:
+    """A Typer highlighter whose text wraps a word too long for its column instead of cutting it."""
+
+    def __init__(self, highlighter) -> None:
+        self.highlighter = highlighter
+
+    def __call__(self, text):
+        styled = self.highlighter(text)
+        if isinstance(styled, Text):
+            styled.overflow = "fold"
+        return styled
+
+
+def _plain_text(*, text: str, style: str = "", markup_mode):
+    """Help texts are plain text: the ``[plot]`` of ``pip install femb[plot]`` is not a Rich style."""
+    if markup_mode == "rich":
+        text = escape(text)
+    return _typer_make_rich_text(text=text, style=style, markup_mode=markup_mode)
+
+
 # Older Typer releases (before the type column) lack these; there is nothing to adjust then.
 _typer_display_type_rich = getattr(typer.core.TyperOption, "display_type_rich", None)
 _typer_parameter_help = getattr(typer.rich_utils, "_get_parameter_help", None)
+_typer_make_rich_text = getattr(typer.rich_utils, "_make_rich_text", None)
 
 
 def tidy_help_layout() -> None:
-    """Make every command's ``--help`` read well at 80 columns (Typer's rich layout, adjusted).
+    """Make every command's ``--help`` read well at 80 columns (Typer's rich layout, adjusted):
+    no type on flags, long words (flags and help) wrapped rather than cut, brackets in help texts
+    kept as text.
 
-    Typer exposes no setting for either adjustment, so its two renderers are wrapped once here;
+    Typer exposes no setting for these, so its renderers are wrapped once here;
     tests/cli/test_help_layout.py renders every command's help at 80 columns to hold it.
     """
     if _typer_display_type_rich is not None:
         typer.core.TyperOption.display_type_rich = _type_column_without_flags
     if _typer_parameter_help is not None:
         typer.rich_utils._get_parameter_help = _help_text_folded
+    if _typer_make_rich_text is not None:
+        typer.rich_utils._make_rich_text = _plain_text
+    for name in ("highlighter", "negative_highlighter", "types_highlighter"):
+        current = getattr(typer.rich_utils, name, None)
+        if current is not None and not isinstance(current, _Folding):
+            setattr(typer.rich_utils, name, _Folding(current))
 
 
 def build_app() -> typer.Typer:
