@@ -59,7 +59,8 @@ def start_training_process(
     with RunLock(folder) as lock:  # refused, naming the owner's PID, when another process has it
         if overwrite and not resume:
             folder.clear_run()  # before a dashboard reads it: never the old run's curves
-        environment = {**os.environ, LOCK_FD_ENV: str(lock.fileno()), CHILD_ENV: "1", "PYTHONUNBUFFERED": "1"}
+        descriptor = lock.hand_over()
+        environment = {**os.environ, LOCK_FD_ENV: str(descriptor), CHILD_ENV: "1", "PYTHONUNBUFFERED": "1"}
         started_at = time.time()
         with open(folder.path / "train.log", "ab" if resume else "wb") as log:
             popen = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -68,7 +69,7 @@ def start_training_process(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                pass_fds=(lock.fileno(),),
+                pass_fds=(descriptor,),
                 env=environment,
             )
         folder.lock_file.write_text(f"{popen.pid}\n")  # the owner from now on: the child

@@ -189,6 +189,7 @@ class RunLock:
         self.run_dir = run_dir
         self._handle = None
         self.stale_owner: int | None = None  # the PID of a dead owner whose lock was taken over
+        self._shared = False  # held with another process (handed to a child, or inherited): its file stays
 
     def acquire(self) -> RunLock:
         try:
@@ -197,7 +198,8 @@ class RunLock:
             return self
         path = self.run_dir.lock_file
         try:
-            handle = _inherited_lock(path) or open(path, "a+")  # noqa: SIM115 - held for the lock's life
+            inherited = _inherited_lock(path)
+            handle = inherited or open(path, "a+")  # noqa: SIM115 - held for the lock's life
         except OSError as error:
             raise ValueError(
                 f"run directory {self.run_dir.path}: cannot create its lock ({error.strerror})"
@@ -220,16 +222,19 @@ class RunLock:
             with contextlib.suppress(OSError):  # closing retries the write that just failed
                 handle.close()
             raise write_failure(path, error, "the run's other files are intact") from None
-        self._handle = handle
+        self._handle, self._shared = handle, inherited is not None
         return self
 
-    def fileno(self) -> int:
-        """The held lock's descriptor (to hand the lock to a child process, see ``LOCK_FD_ENV``)."""
+    def hand_over(self) -> int:
+        """The held lock's descriptor, for a child process to inherit (see ``LOCK_FD_ENV``): the child
+        goes on holding the lock after this one is released, so its file is not removed then."""
+        self._shared = True
         return self._handle.fileno()
 
     def release(self) -> None:
         if self._handle is not None:
-            self.run_dir.discard_if_unused()  # while still holding the lock: no one else is starting here
+            if not self._shared:  # while still holding the lock: no one else is starting here
+                self.run_dir.discard_if_unused()
             self._handle.close()  # closing the descriptor releases the flock
             self._handle = None
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import steps_done, wait_until
 
 from femb.training.events import read_events
 from femb.training.run_summary import is_running
@@ -24,15 +25,6 @@ TIMEOUT_S = 120
 
 def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False).stdout
-
-
-def wait_for(predicate, timeout: float = TIMEOUT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
 
 
 class Terminal:
@@ -53,15 +45,11 @@ class Terminal:
         tmux("send-keys", "-t", self.session, *keys)
 
     def exit_code(self) -> int:
-        assert wait_for(self.exit_file.exists), self.screen()
+        assert wait_until(self.exit_file.exists), self.screen()
         return int(self.exit_file.read_text())
 
     def close(self) -> None:
         tmux("kill-session", "-t", self.session)  # SIGHUP to everything in the terminal
-
-
-def steps_done(run_dir: Path) -> int:
-    return max((e["step"] for e in read_events(run_dir / "metrics.jsonl") if e["event"] == "step"), default=0)
 
 
 def test_closed_terminal_and_killed_dashboard_leave_the_run_training(tmp_path, tiny_train_command):
@@ -70,13 +58,13 @@ def test_closed_terminal_and_killed_dashboard_leave_the_run_training(tmp_path, t
     train = Terminal(tmp_path, "train", [*tiny_train_command, *long_run])
     watch = None
     try:
-        assert wait_for(lambda: "starting:" in train.screen() or "step" in train.screen()), train.screen()
-        assert wait_for(lambda: any(e["event"] == "eval" for e in read_events(run_dir / "metrics.jsonl")))
+        assert wait_until(lambda: "starting:" in train.screen() or "step" in train.screen()), train.screen()
+        assert wait_until(lambda: any(e["event"] == "eval" for e in read_events(run_dir / "metrics.jsonl")))
         pid = lock_owner(run_dir)
         train.close()
         time.sleep(2)
         before = steps_done(run_dir)
-        assert is_running(run_dir) and wait_for(lambda: steps_done(run_dir) > before), (
+        assert is_running(run_dir) and wait_until(lambda: steps_done(run_dir) > before), (
             "it died with its terminal"
         )
         assert lock_owner(run_dir) == pid
@@ -84,13 +72,13 @@ def test_closed_terminal_and_killed_dashboard_leave_the_run_training(tmp_path, t
         watch = Terminal(
             tmp_path, "watch", [sys.executable, "-m", "femb_cli.main", "dashboard", str(run_dir)]
         )
-        assert wait_for(lambda: "step 3: accuracy" in watch.screen()), watch.screen()  # the whole history
+        assert wait_until(lambda: "step 3: accuracy" in watch.screen()), watch.screen()  # the whole history
         shell = tmux("display-message", "-p", "-t", watch.session, "#{pane_pid}").strip()
         dashboard = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True).stdout.split()
         os.kill(int(dashboard[0]), signal.SIGKILL)
         assert watch.exit_code() == 137
         before = steps_done(run_dir)
-        assert is_running(run_dir) and wait_for(lambda: steps_done(run_dir) > before)
+        assert is_running(run_dir) and wait_until(lambda: steps_done(run_dir) > before)
 
         stop = subprocess.run(
             [sys.executable, "-m", "femb_cli.main", "stop", str(run_dir), "--wait"],
@@ -113,7 +101,7 @@ def test_ctrl_c_interrupts_with_a_checkpoint_and_exits_130(tmp_path, tiny_train_
     run_dir = tmp_path / "run"
     train = Terminal(tmp_path, "train", [*tiny_train_command, "--steps", "5000", "--run-dir", str(run_dir)])
     try:
-        assert wait_for(lambda: steps_done(run_dir) >= 1), train.screen()
+        assert wait_until(lambda: steps_done(run_dir) >= 1), train.screen()
         train.keys("C-c")
         assert train.exit_code() == 130
         screen = train.screen().replace("\n", "")
@@ -133,13 +121,13 @@ def test_a_finished_run_exits_0_and_a_failed_one_shows_its_last_lines(tmp_path, 
         [*tiny_train_command, "--steps", "3", "--run-dir", "failed", "--init-backbone", "garbage.pth"],
     )
     try:
-        assert wait_for(lambda: "completed" in done.screen() and "press q" in done.screen()), done.screen()
+        assert wait_until(lambda: "completed" in done.screen() and "press q" in done.screen()), done.screen()
         done.keys("q")
         assert done.exit_code() == 0
         assert "completed at step 3" in done.screen()
 
         # The dashboard stays on the end: the status says died, the log pane shows train.log's last lines.
-        assert wait_for(lambda: "died · press q" in failed.screen()), failed.screen()
+        assert wait_until(lambda: "died · press q" in failed.screen()), failed.screen()
         assert "error: garbage.pth" in failed.screen()
         failed.keys("q")
         assert failed.exit_code() == 2

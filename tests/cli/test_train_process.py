@@ -9,10 +9,9 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from cli_helpers import assert_one_line_error
+from cli_helpers import assert_one_line_error, steps_done, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -30,19 +29,6 @@ def femb(*args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "femb_cli.main", *args], capture_output=True, text=True, timeout=timeout
     )
-
-
-def wait_for(predicate, timeout: float = TIMEOUT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
-
-
-def steps_done(run_dir: Path) -> int:
-    return max((e["step"] for e in read_events(run_dir / "metrics.jsonl") if e["event"] == "step"), default=0)
 
 
 def detach(tiny_train_command, run_dir: Path, *extra: str) -> tuple[subprocess.CompletedProcess, int]:
@@ -68,7 +54,7 @@ def test_detach_returns_stop_ends_it_and_runs_agree(tiny_train_command, tmp_path
     assert f"femb dashboard {run_dir}" in result.stdout and f"femb stop {run_dir}" in result.stdout
     try:
         assert is_running(run_dir) and lock_owner(run_dir) == pid  # the child holds the lock from birth
-        assert wait_for(lambda: steps_done(run_dir) >= 2)
+        assert wait_until(lambda: steps_done(run_dir) >= 2)
         phases = (run_dir / "train.log").read_text()
         assert phases.index("femb phase: importing torch") < phases.index("femb phase: building the model")
 
@@ -102,9 +88,9 @@ def test_a_second_train_into_the_run_is_refused_with_the_childs_pid(tiny_train_c
         )
         assert second.returncode == 2 and f"in use by process {pid}" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
-        assert is_running(run_dir) and wait_for(lambda: steps_done(run_dir) >= 1)
+        assert is_running(run_dir) and wait_until(lambda: steps_done(run_dir) >= 1)
         assert femb("dashboard", str(run_dir), "--stop").returncode == 0
-        assert wait_for(lambda: not is_running(run_dir))
+        assert wait_until(lambda: not is_running(run_dir))
     finally:
         if is_running(run_dir):
             os.killpg(pid, signal.SIGKILL)
