@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from cli_helpers import assert_one_line_error
+from cli_helpers import TINY_TRAIN, assert_one_line_error
 from typer.testing import CliRunner
 
 from femb import FaceEmbeddingModel
@@ -23,17 +23,8 @@ from femb.training.schema import ConfigError
 from femb_cli.main import app
 
 runner = CliRunner()
-TINY = [
-    "--backbone",
-    "iresnet_tiny",
-    "--embed-dim",
-    "16",
-    "--data",
-    "synthetic:6",
-    "--images-per-identity",
-    "4",
-]
-TINY += ["--batch-size", "8", "--warmup-steps", "1", "--no-dashboard"]
+_VAL = TINY_TRAIN.index("--val")  # the tiny run, without its one validation set
+TINY = [*TINY_TRAIN[:_VAL], *TINY_TRAIN[_VAL + 2 :], "--images-per-identity", "4", "--batch-size", "8"]
 
 
 @pytest.fixture(scope="module")
