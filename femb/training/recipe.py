@@ -21,7 +21,7 @@ from femb.training.config import DEFAULT_STEPS, TrainConfig
 from femb.training.control import TrainingControl
 from femb.training.events import EventSink
 from femb.training.loop import FitResult, fit
-from femb.training.memory import BYTES_PER_WEIGHT, available_memory, check_model_memory, gib
+from femb.training.memory import available_memory, check_model_memory, gib, model_bytes
 from femb.training.options import FitOptions
 from femb.training.run_dir import RunDir, RunLock, new_run_dir
 from femb.training.runtime import launched_world_size
@@ -108,9 +108,8 @@ def _check_synthetic_memory(
     """A synthetic set of ``identities`` (its label list) and, for training, its head must fit."""
     per_identity = config.images_per_identity if images_per_identity is None else images_per_identity
     needed = identities * (SYNTHETIC_BYTES_PER_IDENTITY + max(0, per_identity) * SYNTHETIC_BYTES_PER_IMAGE)
-    if images_per_identity is None:  # the training set: its head comes with it
-        check_model_memory(config.embed_dim, identities)  # the model alone, with its own message
-        needed += identities * int(config.embed_dim) * BYTES_PER_WEIGHT
+    if images_per_identity is None:  # the training set: the model (its head) comes with it
+        needed += model_bytes(identities, config.embed_dim)[1]
     available = available_memory()
     if available is not None and needed > available:
         raise ConfigError(
