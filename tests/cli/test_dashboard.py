@@ -557,7 +557,7 @@ async def test_run_panel_shows_processes_weights_partial_fc_and_global_speed(tmp
         await pilot.pause()
         panel = widget_text(app, ConfigPanel)
         assert "processes 2" in panel and "weights   backbone.pth" in panel
-        assert "arcface s=64 m=0.5 Partial FC r=0.25" in panel
+        assert "arcface s=64 m=0.5 easy_margin=false Partial FC r=0.25" in panel  # every head option
         assert "512.0 img/s 2 procs" in widget_text(app, MetricsPanel)
 
 
