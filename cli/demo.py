@@ -106,7 +106,7 @@ def demo_command(
     _call(onnx_command, source=folder.path, output=onnx_path)
 
     typer.secho(f"\n[3/3] femb verify pairs {onnx_path} --bin {pairs_file}", bold=True)
-    _call(pairs_command, model=onnx_path, bin_file=pairs_file, provider=provider)
+    _call(pairs_command, model=onnx_path, bin_files=[pairs_file], provider=provider)
 
 
 def _call(command, **kwargs) -> None:
