@@ -100,7 +100,9 @@ def _open(source: str | os.PathLike, count: int, seed: int) -> tuple[Dataset, st
 def _image_files(folder: Path) -> list[Path]:
     from femb.data import IMAGE_EXTENSIONS
 
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    # os.walk, not Path.rglob: a folder of symlinked identity folders is searched too.
+    found = (Path(root) / name for root, _, names in os.walk(folder, followlinks=True) for name in names)
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 __all__ = ["SYNTHETIC", "CalibrationImages", "load_calibration_images"]
