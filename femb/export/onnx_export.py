@@ -52,8 +52,8 @@ from femb.export.source import ExportSource, check_output, default_output_path, 
 from femb.fileio import atomic_write_bytes
 
 DEFAULT_MIN_COSINE = 0.9999
-# fp16 rounds every layer to 11 significant bits; the cosine to the fp32 model stays above this
-# on trained iresnet and MobileFaceNet models (figures in benchmarks/RESULTS.md).
+# fp16 rounds every layer to 11 significant bits, so its bound is looser than fp32's; the fp16
+# exports' parity figures are in benchmarks/RESULTS.md.
 DEFAULT_MIN_COSINE_FP16 = 0.999
 
 

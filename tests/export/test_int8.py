@@ -160,3 +160,35 @@ def test_keep_float_roles_name_the_first_conv_and_the_embedding_layer(passed):
     assert fp32_like[0].name in names and fp32_like[-1].name in names
     with pytest.raises(ValueError, match="unknown role 'stem'"):
         keep_float_nodes(model, ("stem",))
+
+
+@pytest.fixture(scope="module")
+def identity_folder(tmp_path_factory):
+    """Three identities × two synthetic faces, one folder each."""
+    from femb.data import SyntheticFaces
+
+    root = tmp_path_factory.mktemp("ids")
+    faces = SyntheticFaces(num_identities=3, images_per_identity=2, seed=4, cache=False)
+    for index in range(len(faces)):
+        image, label = faces.load_uint8(index)
+        (root / f"id{label}").mkdir(exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / f"id{label}" / f"{index}.png")
+    return root
+
+
+def test_calibration_reads_bin_recordio_and_symlinked_folders(identity_folder, tmp_path):
+    from femb.data.recordio_dataset import pack_image_folder
+    from femb.data.verification_bin import write_verification_bin
+
+    pictures = sorted(identity_folder.rglob("*.png"))
+    arrays = [np.asarray(Image.open(p)) for p in pictures]
+    write_verification_bin(tmp_path / "pairs.bin", arrays, [True, False, True])
+    pack_image_folder(identity_folder, tmp_path / "rec")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "id0").symlink_to(identity_folder / "id0")
+    for source, name, count in ((tmp_path / "pairs.bin", "pairs.bin", 6), (tmp_path / "rec", "rec", 6)):
+        images = load_calibration_images(source, 4)
+        assert (images.name, images.count, images.notes) == (name, 4, [])
+        assert load_calibration_images(source, 10).count == count  # all there are, said in a note
+    assert load_calibration_images(linked, 5).count == 2
