@@ -30,3 +30,19 @@ def calibrated_backbone(name: str, embed_dim: int = 32, seed: int = 0, **kwargs)
     with torch.no_grad():
         model(faces(4))
     return model.eval()
+
+
+def write_identity_folder(root, identities: int, per_identity: int, seed: int):
+    """``root/id<label>/<index>.png``: synthetic faces, one folder per identity; returns ``root``."""
+    from PIL import Image
+
+    from femb.data import SyntheticFaces
+
+    faces = SyntheticFaces(
+        num_identities=identities, images_per_identity=per_identity, seed=seed, cache=False
+    )
+    for index in range(len(faces)):
+        image, label = faces.load_uint8(index)
+        (root / f"id{label}").mkdir(exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / f"id{label}" / f"{index}.png")
+    return root

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from export_helpers import write_identity_folder
 from typer.testing import CliRunner
 
 from femb import FaceEmbeddingModel
@@ -36,17 +37,7 @@ def saved_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gate_folder(tmp_path_factory):
     """Labelled synthetic faces (5 identities × 4) for the int8 gate's pairs."""
-    from PIL import Image
-
-    from femb.data import SyntheticFaces
-
-    root = tmp_path_factory.mktemp("gate")
-    faces = SyntheticFaces(num_identities=5, images_per_identity=4, seed=2, cache=False)
-    for index in range(len(faces)):
-        image, label = faces.load_uint8(index)
-        (root / f"id{label}").mkdir(exist_ok=True)
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / f"id{label}" / f"{index}.png")
-    return root
+    return write_identity_folder(tmp_path_factory.mktemp("gate"), 5, 4, seed=2)
 
 
 def export(saved_model, out, *flags) -> None:

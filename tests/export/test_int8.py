@@ -16,6 +16,7 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
+from export_helpers import write_identity_folder
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 from torch import nn
@@ -165,15 +166,7 @@ def test_keep_float_roles_name_the_first_conv_and_the_embedding_layer(passed):
 @pytest.fixture(scope="module")
 def identity_folder(tmp_path_factory):
     """Three identities × two synthetic faces, one folder each."""
-    from femb.data import SyntheticFaces
-
-    root = tmp_path_factory.mktemp("ids")
-    faces = SyntheticFaces(num_identities=3, images_per_identity=2, seed=4, cache=False)
-    for index in range(len(faces)):
-        image, label = faces.load_uint8(index)
-        (root / f"id{label}").mkdir(exist_ok=True)
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / f"id{label}" / f"{index}.png")
-    return root
+    return write_identity_folder(tmp_path_factory.mktemp("ids"), 3, 2, seed=4)
 
 
 def test_calibration_reads_bin_recordio_and_symlinked_folders(identity_folder, tmp_path):
