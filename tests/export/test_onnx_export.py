@@ -244,3 +244,17 @@ def test_unreadable_exporter_failure_is_one_line(tmp_path):
 
     with pytest.raises(ExportError, match="torchscript exporter.*boom second line"):
         export_onnx(Bad(), tmp_path / "bad.onnx")
+
+
+def test_export_and_inference_modules_name_fields_not_cli_flags():
+    """Library messages name arguments (``calibration_images``); only cli/ words them as flags."""
+    import re
+    from pathlib import Path
+
+    root = Path(femb.__file__).parent
+    found = {
+        path.name: re.findall(r"--[a-z][a-z-]+|`femb [a-z]+", path.read_text())
+        for folder in ("export", "inference")
+        for path in sorted((root / folder).glob("*.py"))
+    }
+    assert {name: hits for name, hits in found.items() if hits} == {}
