@@ -7,6 +7,7 @@ missing or broken command module is an import error, never a silently absent com
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated
 
 import typer
@@ -62,7 +63,10 @@ def _type_column_without_flags(option: typer.core.TyperOption, ctx) -> str | Non
     """The type column of ``--help``: empty for an on/off flag (``<bool>`` tells a user nothing)."""
     if option.is_flag and option.metavar is None:
         return None
-    return _typer_display_type_rich(option, ctx)
+    shown = _typer_display_type_rich(option, ctx)
+    if shown and option.metavar is None:  # a repeatable option shows its item's type, not Python's list[...]
+        shown = re.sub(r"<list\[(\w+)\]>", lambda match: f"<{match.group(1).lower()}>", shown)
+    return shown
 
 
 def _help_text_folded(**kwargs):

@@ -124,11 +124,11 @@ def _schema_parameter(field, spec: Spec, annotation: Any) -> inspect.Parameter:
     kind = value_type(annotation)
     default = field.default if typing.get_origin(kind) not in (list, dict) else None
     names: tuple[str, ...] = (flag(field.name),)
-    metavar = None
+    metavar = spec.metavar
     if kind is bool:
         names = (f"{flag(field.name)}/--no-{flag(field.name)[2:]}",)
     elif typing.get_origin(kind) is dict:
-        kind, metavar = list[str], "KEY=VALUE"
+        kind, metavar = list[str], metavar or "KEY=VALUE"
     if typing.get_origin(kind) is list or default is None:
         kind = kind | None
     info = typer.Option(*names, help=_help(spec, annotation), rich_help_panel=spec.panel, metavar=metavar)

@@ -58,6 +58,7 @@ class TrainConfig:
         "held-out synthetic identities).",
         DATA,
         built=True,
+        metavar="[NAME=]PATH",
     )
     val_pairs: int = option(
         2000, "Pairs drawn from a validation image folder.", DATA, low=1, high=10**8, built=True
@@ -126,6 +127,7 @@ class TrainConfig:
         "multistep: the steps where the rate drops (repeatable; default: 60, 80 and 90% of the run).",
         OPTIM,
         built=True,
+        metavar="STEP",
         **STEPS,
     )
     gamma: float = option(

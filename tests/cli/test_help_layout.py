@@ -1,6 +1,7 @@
 """Every command's `--help` reads well in an 80-column terminal.
 
-No description cut short with '…', no `<bool>` type shown on an on/off flag, no type or metavar
+No description cut short with '…', no `<bool>` type shown on an on/off flag, no
+Python `<list[str]>` as a repeatable option's placeholder, no type or metavar
 on `--version`, and no line wider than the terminal.
 """
 
@@ -49,6 +50,7 @@ def test_help_fits_80_columns_without_truncation_or_bool_metavar(path):
     text = _help(path)
     assert text.count("…") <= _written_ellipses(path), text  # any other '…' is a cut word
     assert "<bool>" not in text, text
+    assert "<list[" not in text and "<dict[" not in text, text  # a Python type is no placeholder
     assert max(len(line) for line in text.splitlines()) <= 80, text
 
 
