@@ -22,7 +22,6 @@ of the wrong type counts as missing, never as an error.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Iterable
@@ -32,17 +31,20 @@ from typing import Any
 
 from femb.training.events import Event, read_events
 from femb.training.run_dir import RunDir
+from femb.training.run_events import (
+    MAX_COUNT,
+    as_moment,
+    as_text,
+    best_evaluation,
+    duration,
+    last_end_reason,
+    run_status,
+    set_accuracy,
+    steps_done,
+    steps_planned,
+)
 
 STATUSES = ("running", "completed", "stopped", "error", "died", "unreadable")
-
-# The end event's reason, folded into the few statuses a list of runs needs.
-END_STATUS = {
-    "completed": "completed",
-    "stopped": "stopped",
-    "interrupted": "stopped",
-    "nonfinite": "error",
-    "error": "error",
-}
 
 # Columns of :func:`runs_frame`, in order.
 COLUMNS = (
@@ -63,8 +65,6 @@ COLUMNS = (
     # then one "option/<field>" column per schema option (head options as "option/head.<name>")
 )
 OPTION_COLUMN = "option/"
-# Counts and times beyond these are damage, not a run (a step count pandas cannot hold, a year 2500).
-MAX_COUNT, MAX_TIME = 2**53, 2**34
 
 
 @dataclass(frozen=True)
@@ -132,24 +132,24 @@ def summarize_run(path: str | os.PathLike, now: float | None = None) -> RunSumma
     running = is_running(run.path)
     starts = [event for event in events if event.get("event") == "start"]
     config = _config(run, starts)
-    end_reason = _last_end_reason(events)
-    best_accuracy, best_step, best_event = _best_evaluation(events)
+    end_reason = last_end_reason(events)
+    best_accuracy, best_step, best_event = best_evaluation(events)
     options = _options(config, starts[-1].get("head") if starts else None)
     return RunSummary(
         name=run.name,
         path=str(run.path),
-        backbone=_text(config.get("backbone")),
-        head=_text(config.get("head")),
+        backbone=as_text(config.get("backbone")),
+        head=as_text(config.get("head")),
         head_options=_head_text(options),
-        steps_done=_steps_done(events),
-        steps_planned=_steps_planned(starts, config),
+        steps_done=steps_done(events),
+        steps_planned=steps_planned(starts, config),
         best_accuracy=best_accuracy,
         best_step=best_step,
-        status=_status(running, end_reason),
+        status=run_status(running, end_reason),
         end_reason=end_reason,
-        started=_moment(starts[0].get("time")) if starts else None,
-        duration_s=_duration(events, running, time.time() if now is None else now),
-        set_accuracy=_set_accuracy(best_event),
+        started=as_moment(starts[0].get("time")) if starts else None,
+        duration_s=duration(events, running, time.time() if now is None else now),
+        set_accuracy=set_accuracy(best_event),
         options=options,
     )
 
@@ -245,22 +245,6 @@ def set_names(summaries: list[RunSummary]) -> list[str]:
     return list(dict.fromkeys(name for summary in summaries for name in summary.set_accuracy))
 
 
-def _set_accuracy(event: Event | None) -> dict[str, float | None]:
-    sets = (event or {}).get("sets")
-    if not isinstance(sets, dict):
-        return {}
-    return {
-        str(name): _accuracy(figures.get("accuracy")) if isinstance(figures, dict) else None
-        for name, figures in sets.items()
-        if isinstance(name, str) and name
-    }
-
-
-def _accuracy(value: Any) -> float | None:
-    number = _number(value)
-    return number if number is not None and 0.0 <= number <= 1.0 else None
-
-
 def _config(run: RunDir, starts: list[Event]) -> dict[str, Any]:
     """``config.toml``, else the config of the last start event (the file may be damaged or absent)."""
     try:
@@ -269,103 +253,3 @@ def _config(run: RunDir, starts: list[Event]) -> dict[str, Any]:
         pass
     config = starts[-1].get("config") if starts else None
     return config if isinstance(config, dict) else {}
-
-
-def _steps_done(events: list[Event]) -> int:
-    """The step the run last reported: a resumed session restarts from its ``start_step``."""
-    done = 0
-    for event in events:
-        key = "start_step" if event.get("event") == "start" else "step"
-        step = _count(event.get(key))
-        if step is not None:
-            done = step
-    return done
-
-
-def _steps_planned(starts: list[Event], config: dict[str, Any]) -> int | None:
-    """The last session's ``total_steps`` (it resolves ``epochs``), else ``steps`` from the config."""
-    for start in reversed(starts):
-        total = _count(start.get("total_steps"))
-        if total:
-            return total
-    return _count(config.get("steps")) or None
-
-
-def _best_evaluation(events: list[Event]) -> tuple[float | None, int | None, Event | None]:
-    """The highest verification accuracy, the first step that reached it and its event."""
-    best, best_step, best_event = None, None, None
-    for event in events:
-        if event.get("event") != "eval":
-            continue
-        accuracy = _accuracy(event.get("accuracy"))
-        if accuracy is not None and (best is None or accuracy > best):
-            best, best_step, best_event = accuracy, _count(event.get("step")), event
-    return best, best_step, best_event
-
-
-def _last_end_reason(events: list[Event]) -> str | None:
-    """The end reason of the last session, or None when that session never ended."""
-    reason = None
-    for event in events:
-        if event.get("event") == "start":
-            reason = None
-        elif event.get("event") == "end":
-            reason = _text(event.get("reason")) or "error"
-    return reason
-
-
-def _status(running: bool, end_reason: str | None) -> str:
-    if running:
-        return "running"
-    if end_reason is None:
-        return "died"
-    return END_STATUS.get(end_reason, "error")
-
-
-def _duration(events: list[Event], running: bool, now: float) -> float | None:
-    """Seconds spent training: each session from its start event to its last event (to ``now``
-    for the session still running), so the gaps between a stop and a resume do not count."""
-    total, session_start, last = None, None, None
-    for event in events:
-        moment = _number(event.get("time"))
-        if moment is None:
-            continue
-        if event.get("event") == "start":
-            total = _add_session(total, session_start, last)
-            session_start = moment
-        last = moment
-    if session_start is not None and running:
-        last = max(last, now)
-    return _add_session(total, session_start, last)
-
-
-def _add_session(total: float | None, start: float | None, end: float | None) -> float | None:
-    if start is None or end is None:
-        return total
-    return (total or 0.0) + max(0.0, end - start)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _count(value: Any) -> int | None:
-    number = _number(value)
-    whole = number is not None and 0 <= number < MAX_COUNT and number.is_integer()
-    return int(number) if whole else None
-
-
-def _moment(value: Any) -> float | None:
-    """Unix seconds, or None for a time no clock gives."""
-    number = _number(value)
-    return number if number is not None and 0 <= number < MAX_TIME else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
