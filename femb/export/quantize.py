@@ -78,13 +78,21 @@ def keep_float_nodes(model: onnx.ModelProto, roles: Sequence[str]) -> list[str]:
     return names
 
 
+def even_batch_size(count: int, largest: int = CALIBRATION_BATCH) -> int:
+    """The largest batch of at most ``largest`` that splits ``count`` images into equal batches.
+
+    onnxruntime's histogram calibrators (Percentile, Entropy) stack every batch's activations into
+    one array, which fails on a ragged last batch.
+    """
+    return next(size for size in range(min(largest, max(count, 1)), 0, -1) if count % size == 0)
+
+
 class _FacesReader:
     """onnxruntime's ``CalibrationDataReader`` protocol over femb float faces, in batches."""
 
     def __init__(self, faces: torch.Tensor, input_name: str, prep):
-        self._batches = iter(
-            [{input_name: model_feed(chunk, prep)} for chunk in faces.split(CALIBRATION_BATCH)]
-        )
+        size = even_batch_size(len(faces))
+        self._batches = iter([{input_name: model_feed(chunk, prep)} for chunk in faces.split(size)])
 
     def get_next(self):
         return next(self._batches, None)

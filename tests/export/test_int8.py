@@ -185,3 +185,18 @@ def test_calibration_reads_bin_recordio_and_symlinked_folders(identity_folder, t
         assert (images.name, images.count, images.notes) == (name, 4, [])
         assert load_calibration_images(source, 10).count == count  # all there are, said in a note
     assert load_calibration_images(linked, 5).count == 2
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy", "minmax"])
+def test_a_calibration_count_that_is_no_multiple_of_the_batch_quantizes(
+    method, orl_root, orl_dataset, tmp_path
+):
+    """40 images (no multiple of 32): the histogram calibrators stack equal batches or fail."""
+    from femb.export.quantize import even_batch_size
+
+    assert [even_batch_size(n) for n in (40, 64, 37, 1, 512)] == [20, 32, 1, 1, 32]
+    calibration = load_calibration_images(orl_root, 40)
+    options = Int8Options(calibration, orl_dataset, "ORL", method=method, force=True)
+    report = export_onnx(PixelProjection(), tmp_path / "ragged.onnx", parity_batches=(2,), int8=options)
+    assert read_metadata(tmp_path / "ragged.onnx")["int8_calibration_images"] == "40"
+    assert report.int8.method == method
