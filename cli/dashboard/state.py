@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from femb.training.events import Event
+from femb_cli.dashboard.fields import as_count as as_count  # ``x as x``: re-exported, imported from here
+from femb_cli.dashboard.fields import as_number
+from femb_cli.dashboard.fields import as_text as as_text
+from femb_cli.dashboard.run_config import config_summary as config_summary
+from femb_cli.dashboard.run_config import one_line_summary as one_line_summary
 from femb_cli.errors import resume_command
 
 # Long runs must not grow the curves without bound: past this many points a series keeps every second one.
@@ -50,37 +55,8 @@ class Series:
         return xs, ys
 
 
-# Counts (steps, classes, parameters) beyond this are not from a real run: shown as unknown.
-MAX_COUNT = 10**15
 # Values a plot can scale to without overflowing its axis arithmetic.
 MAX_PLOTTED = 1e15
-
-
-def _number(value: Any) -> float | None:
-    # Metrics files write NaN/inf as null; a missing metric is simply not shown. A metrics file is
-    # input like any other: strings, lists and 5000-digit integers are "not a number" too.
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except (OverflowError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def as_count(value: Any) -> int | None:
-    """A step, epoch or size: a whole number in ``[0, MAX_COUNT]``, else None."""
-    number = _number(value)
-    if number is None or not 0 <= number <= MAX_COUNT or not float(number).is_integer():
-        return None
-    return int(number)
-
-
-def as_text(value: Any, limit: int = 200) -> str | None:
-    """A short plain string (names, reasons, paths), else None."""
-    if not isinstance(value, str) or not value:
-        return None
-    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def _plottable(value: float | None) -> bool:
@@ -173,12 +149,12 @@ class RunState:
         self.step, self.activity = step, None
         epoch = as_count(event.get("epoch", self.epoch))
         self.epoch = self.epoch if epoch is None else epoch
-        self.lr = _number(event.get("lr"))
-        self.images_per_s = _number(event.get("images_per_s"))
-        self.eta_s = _number(event.get("eta_s"))
-        self.emb_norm_mean = _number(event.get("emb_norm_mean"))
-        self.emb_norm_std = _number(event.get("emb_norm_std"))
-        loss = _number(event.get("loss"))
+        self.lr = as_number(event.get("lr"))
+        self.images_per_s = as_number(event.get("images_per_s"))
+        self.eta_s = as_number(event.get("eta_s"))
+        self.emb_norm_mean = as_number(event.get("emb_norm_mean"))
+        self.emb_norm_std = as_number(event.get("emb_norm_std"))
+        loss = as_number(event.get("loss"))
         self.loss = loss
         if _plottable(loss):  # a loss of 1e308 is shown as a number but kept off the curve
             # Debiased EMA (as TensorBoard smooths): the first points are not dragged towards zero.
@@ -193,7 +169,7 @@ class RunState:
     def _on_eval(self, event: Event) -> None:
         # Only the fields the widgets show, each as its type (a hand-edited line cannot inject markup).
         step = as_count(event.get("step"))
-        clean = {key: _number(event.get(key)) for key in EVAL_NUMBERS}
+        clean = {key: as_number(event.get(key)) for key in EVAL_NUMBERS}
         clean.update(step=step, is_best=event.get("is_best") is True)
         clean.update(best_on=as_text(event.get("best_on"), 40), sets=eval_sets(event.get("sets")))
         self.last_eval, self.activity = clean, None
@@ -244,7 +220,7 @@ def eval_sets(sets: Any) -> dict[str, dict[str, float | None]]:
     for name, figures in sets.items():
         name = as_text(name, SET_NAME_WIDTH)
         if name is not None and isinstance(figures, dict) and len(clean) < MAX_SETS:
-            clean[name] = {key: _number(figures.get(key)) for key in EVAL_NUMBERS}
+            clean[name] = {key: as_number(figures.get(key)) for key in EVAL_NUMBERS}
     return clean
 
 
@@ -278,7 +254,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 def fmt(value: Any, spec: str = ".4f") -> str:
-    number = _number(value)
+    number = as_number(value)
     return "–" if number is None else format(number, spec)
 
 
@@ -319,121 +295,3 @@ def status_word(state: RunState) -> str:
     if state.activity:
         return state.activity
     return "running" if state.started else "waiting"
-
-
-def config_summary(state: RunState) -> list[tuple[str, str]]:
-    """(label, value) rows of what the run is: the start event's config, with fallbacks."""
-    config = state.config
-    # The config comes from the file as it is: every value is checked for its type here.
-    names = ("head", "backbone", "data", "optimizer", "scheduler")
-    text = {key: as_text(config.get(key), 60) for key in names}
-    numbers = {key: _number(config.get(key)) for key in ("lr", "sample_rate")}
-    sample_rate = numbers["sample_rate"]
-    partial_fc = f"Partial FC r={sample_rate:g}" if sample_rate is not None and 0 < sample_rate < 1 else None
-    weights = as_text(config.get("init_backbone"), 4096)
-    embed_dim = as_count(config.get("embed_dim"))
-    amp = as_text(config.get("amp"), 20)
-    classes = f"({state.num_classes:,} classes)" if state.num_classes else None
-    embedding = _join(
-        f"{embed_dim}-d" if embed_dim else None,
-        f"{state.num_parameters / 1e6:.2f}M params" if state.num_parameters else None,
-    )
-    rows = [
-        ("run", state.run_name),
-        ("backbone", text["backbone"]),
-        ("embed", embedding),
-        ("weights", _path_tail(weights, WEIGHTS_WIDTH) if weights else None),
-        ("head", _join(text["head"], head_option_text(_effective_head(state)), partial_fc)),
-        ("data", _join(text["data"], classes)),
-        ("batch", str(state.batch_size) if state.batch_size else None),
-        (
-            "optim",
-            _join(
-                text["optimizer"],
-                f"lr {numbers['lr']:g}" if numbers["lr"] is not None else None,
-                text["scheduler"],
-            ),
-        ),
-        ("device", _join(state.device, f"amp {amp}" if amp not in (None, "none") else None)),
-        ("processes", str(state.world_size) if state.world_size and state.world_size > 1 else None),
-        ("steps", f"{state.total_steps:,}" if state.total_steps else None),
-        ("options", _other_options(config)),
-    ]
-    return [(label, str(value)) for label, value in rows if value]
-
-
-# Schema fields the rows above show; every other one is listed under "options" when it was changed.
-SHOWN_OPTIONS = {"head", "backbone", "data", "optimizer", "scheduler", "lr", "sample_rate", "init_backbone"}
-SHOWN_OPTIONS |= {"embed_dim", "amp", "batch_size", "steps", "device", "run_dir", "name"}
-
-
-def _effective_head(state: RunState) -> dict[str, Any]:
-    """The head's options as the run built them (the start event's head), else as configured."""
-    from femb.training.config import config_rows
-
-    if state.head_spec is None and "head" not in state.config:  # a bare fit: nothing to say
-        return {}
-    rows = config_rows(state.config, state.head_spec)
-    return {key.removeprefix("head."): value for key, value, _ in rows if key.startswith("head.")}
-
-
-def _other_options(config: dict[str, Any]) -> str | None:
-    """``field=value`` of every other schema option the run set to something but its default."""
-    from femb.training.config import config_rows
-
-    defaults = {key: value for key, value, _ in config_rows({})}
-    changed = [
-        f"{key}={as_text(str(value), 40)}"
-        for key, value, _ in config_rows(config)
-        if key in defaults and key not in SHOWN_OPTIONS and "." not in key and value != defaults[key]
-    ]
-    return ", ".join(changed[:MAX_HEAD_OPTIONS]) or None
-
-
-# Characters of a weights path the run panel shows: its end, where the file name is.
-WEIGHTS_WIDTH = 29
-MAX_HEAD_OPTIONS = 12
-
-
-def head_option_text(options: Any) -> str | None:
-    """``key=value …`` of a run's head options, whatever the head (the config's ``head_options``).
-
-    Only keys and values of plain types are shown (numbers, bools, short strings): the table comes
-    from a file like everything else here."""
-    if not isinstance(options, dict):
-        return None
-    parts = []
-    for key, value in list(options.items())[:MAX_HEAD_OPTIONS]:
-        name = as_text(key, 20)
-        if name is None:
-            continue
-        if isinstance(value, bool):
-            shown = str(value).lower()
-        elif _number(value) is not None:
-            shown = f"{_number(value):g}"
-        else:
-            shown = as_text(value, 20)
-        if shown is not None:
-            parts.append(f"{name}={shown}")
-    return " ".join(parts) or None
-
-
-def _path_tail(path: str, width: int) -> str:
-    return path if len(path) <= width else "…" + path[-(width - 1) :]
-
-
-def _join(*parts: Any) -> str | None:
-    kept = [str(part) for part in parts if part]
-    return " ".join(kept) or None
-
-
-def one_line_summary(state: RunState) -> str:
-    """The run in one line, for the header where the side panel does not fit."""
-    rows = dict(config_summary(state))
-    parts = [
-        rows.get("backbone"),
-        rows.get("head"),
-        f"batch {rows['batch']}" if "batch" in rows else None,
-        rows.get("device"),
-    ]
-    return " · ".join(part for part in parts if part)
