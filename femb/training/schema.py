@@ -27,7 +27,7 @@ class Spec:
     every item of a list; ``choices`` is a tuple, or a function returning one when the allowed
     values are a registry's (a head registered later is accepted). ``built``: ``femb train`` builds
     an object from it (the data set, the backbone, the schedule), which ``fit`` is given instead.
-    ``metavar``: how ``--help`` writes the value (``NAME=PATH``).
+    ``metavar``: how a help text writes the value (``NAME=PATH``).
     """
 
     help: str
@@ -37,7 +37,7 @@ class Spec:
     low_open: bool = False
     choices: tuple[str, ...] | Callable[[], Sequence[str]] = ()
     built: bool = False
-    metavar: str | None = None  # the value's placeholder in --help, where the type says too little
+    metavar: str | None = None  # the placeholder for the value in help texts, where its type says too little
 
     def allowed(self) -> tuple[str, ...]:
         return tuple(self.choices() if callable(self.choices) else self.choices)
