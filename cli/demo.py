@@ -18,8 +18,8 @@ import typer
 
 from femb_cli.errors import fail, with_flags
 
-# Sized for 3 minutes end to end on a 2-core CPU with the default mobilefacenet_fast (see the
-# README for the measured time and accuracy).
+# Sized for a few minutes end to end on a 2-core CPU with the default mobilefacenet_fast (the
+# measured time and accuracy are in benchmarks/RESULTS.md).
 DEMO_IDENTITIES = 100
 DEMO_STEPS = 200
 DEMO_VAL_IDENTITIES = 60

@@ -1,9 +1,10 @@
 """The one decode step of the training input pipeline: encoded bytes → uint8 ``3×112×112`` face.
 
 JPEGs (what RecordIO sets hold, and most image folders) are decoded by ``simplejpeg``
-(libjpeg-turbo's TurboJPEG API) when it is installed: about 3× faster than going through PIL for a
-112×112 face, where PIL's per-image overhead (file parsing, image objects, copies) outweighs the
-decode itself. A JPEG whose longer side is at least 4×112 is decoded at 1/2, 1/4 or 1/8 scale in
+(libjpeg-turbo's TurboJPEG API) when it is installed: faster than going through PIL for a 112×112
+face (benchmarks/bench_input_pipeline.py, figures in benchmarks/RESULTS.md), where PIL's
+per-image overhead (file parsing, image objects, copies) outweighs the decode itself. A JPEG whose
+longer side is at least 4×112 is decoded at 1/2, 1/4 or 1/8 scale in
 the DCT domain, its longer side kept at 2×112 or more so that the letterbox's antialiased resize
 still does the last 2× (pixels then differ from a full decode by less than a JPEG q95 round trip;
 going down to 112 in the DCT domain would differ by up to 60 levels at edges). Smaller JPEGs decode
