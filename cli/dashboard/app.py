@@ -82,6 +82,7 @@ class DashboardApp(App[None]):
         self.detached = False  # left on purpose while the run goes on
         self._session_started = self.process.started_at is None  # a start event of this process seen
         self._interrupted_at: float | None = None
+        self._stop_asked: tuple[str, float] | None = None  # the request sent, and its wall-clock time
         self._pause_wanted = False
         self._note = ""
         self._next_plot_at = 0.0
@@ -202,7 +203,9 @@ class DashboardApp(App[None]):
         when = event.get("time")
         if started_at is not None and isinstance(when, (int, float)) and when >= started_at - 1:
             self._session_started = True  # earlier start events are the history of a resumed run
-        self.stop_requested = False
+        if self._stop_asked is not None and isinstance(when, (int, float)) and when >= self._stop_asked[1]:
+            # Asked while this trainer was starting up: it discarded the request file as stale.
+            self.steering.send(self._stop_asked[0])
         self.sub_title = one_line_summary(self.state)
         self._config.show(self.state)
         self._note = FIRST_STEP
@@ -272,8 +275,7 @@ class DashboardApp(App[None]):
 
     def _answer_stop(self, answer: str | None) -> None:
         if answer == STOP:
-            self.stop_requested = True
-            self.steering.stop()
+            self._ask_to_end("stop")
             self._note = "stopping…"
             self.run_log.add("stop requested: the run saves a checkpoint and ends", "action")
             self._show_text()
@@ -281,6 +283,13 @@ class DashboardApp(App[None]):
             self._detach()
         elif answer in (CANCEL, None):
             pass
+
+    def _ask_to_end(self, request: str) -> None:
+        """``stop`` or ``interrupt``, remembered: a trainer still starting up discards it, and a
+        start event read after it must not cancel it."""
+        self.steering.send(request)
+        self._stop_asked = (request, time.time())
+        self.stop_requested = True
 
     def _detach(self) -> None:
         self.detached = True
@@ -300,7 +309,7 @@ class DashboardApp(App[None]):
             self._note = "stopping at once…"
             self.run_log.add("second Ctrl-C: stopping at once, without a final checkpoint", "warning")
         else:
-            self.steering.interrupt()
+            self._ask_to_end("interrupt")
             self._note = "interrupting… (Ctrl-C again: at once)"
             self.run_log.add("interrupt requested: the run saves a checkpoint and ends", "action")
         self._interrupted_at = now

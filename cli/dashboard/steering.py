@@ -13,19 +13,17 @@ class RunDirSteering:
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
 
-    def stop(self) -> None:
-        send_request(self.run_dir, "stop")
-
-    def interrupt(self) -> None:
-        send_request(self.run_dir, "interrupt")
+    def send(self, request: str) -> None:
+        """One of ``femb.training.control.REQUESTS``."""
+        send_request(self.run_dir, request)
 
     def checkpoint(self) -> None:
-        send_request(self.run_dir, "checkpoint")
+        self.send("checkpoint")
 
     def evaluate(self) -> None:
-        send_request(self.run_dir, "evaluate")
+        self.send("evaluate")
 
     def toggle_pause(self, paused_now: bool) -> bool:
         """Ask for the opposite of the pause state; returns the state asked for."""
-        send_request(self.run_dir, "resume" if paused_now else "pause")
+        self.send("resume" if paused_now else "pause")
         return not paused_now

@@ -457,6 +457,58 @@ async def test_a_second_ctrl_c_stops_the_process_at_once(tmp_path):
         popen.wait()
 
 
+def interrupted_end(step: int) -> Event:
+    return {"event": "end", "time": time.time(), "step": step, "reason": "interrupted", "message": "stopped"}
+
+
+@pytest.mark.parametrize("start_read", ["after the request", "before the request"])
+@run_async
+async def test_ctrl_c_before_the_start_event_is_read_still_ends_and_closes(tmp_path, start_read):
+    """The child has started (its start event is on disk) but the dashboard has not read it yet
+    when Ctrl-C comes: reading it must not cancel the interrupt, and the dashboard closes at the end."""
+    popen = sleeping_child()
+    try:
+        app = create_dashboard_app(follow_run_dir=tmp_path, process=ChildProcess(popen, time.time() - 5))
+        async with app.run_test(size=COMPACT) as pilot:
+            started = {**start_event(), "time": time.time() - 1}
+            if start_read == "before the request":
+                write_events(tmp_path / "metrics.jsonl", [started])
+                await wait_for(pilot, lambda: app.state.started)
+            await pilot.press("ctrl+c")
+            events = [started, step_event(1), interrupted_end(1)]
+            write_events(tmp_path / "metrics.jsonl", events[start_read == "before the request" :], mode="a")
+            await wait_for(pilot, lambda: app.return_code is not None)
+        assert app.stop_requested and app.state.end["reason"] == "interrupted"
+    finally:
+        popen.kill()
+        popen.wait()
+
+
+@pytest.mark.parametrize("started_by", ["this command", "another process"])
+@run_async
+async def test_ctrl_c_during_the_start_up_is_asked_again_of_the_started_trainer(tmp_path, started_by):
+    """A trainer discards request files older than itself: one made while it was still starting up
+    is sent again when its start event arrives, so the first Ctrl-C is never lost."""
+    popen = sleeping_child()
+    try:
+        process = ChildProcess(popen, time.time()) if started_by == "this command" else None
+        app = create_dashboard_app(follow_run_dir=tmp_path, process=process)
+        async with app.run_test(size=COMPACT) as pilot:
+            await pilot.press("ctrl+c")
+            request = tmp_path / "control" / "interrupt"
+            assert request.exists()
+            request.unlink()  # what the trainer does with a request older than itself
+            await pilot.pause(0.05)
+            write_events(tmp_path / "metrics.jsonl", [{**start_event(), "time": time.time()}])
+            await wait_for(pilot, request.exists)
+            assert app.run_live and app.stop_requested
+            write_events(tmp_path / "metrics.jsonl", [interrupted_end(0)], mode="a")
+            await wait_for(pilot, lambda: app.return_code is not None)
+    finally:
+        popen.kill()
+        popen.wait()
+
+
 @run_async
 async def test_a_run_whose_process_died_shows_its_end_and_says_so(tmp_path):
     write_events(tmp_path / "metrics.jsonl", synthetic_run(steps=7, run_dir=str(tmp_path)))

@@ -15,6 +15,7 @@ import pytest
 import torch
 from cli_helpers import steps_done, wait_until
 
+from femb.training.control import send_request
 from femb.training.events import read_events
 from femb.training.run_summary import is_running
 from femb_cli.dashboard.process import lock_owner
@@ -25,6 +26,10 @@ TIMEOUT_S = 120
 
 def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False).stdout
+
+
+def last_event(run_dir: Path, kind: str) -> dict:
+    return next((e for e in reversed(read_events(run_dir / "metrics.jsonl")) if e["event"] == kind), {})
 
 
 class Terminal:
@@ -69,10 +74,19 @@ def test_closed_terminal_and_killed_dashboard_leave_the_run_training(tmp_path, t
         )
         assert lock_owner(run_dir) == pid
 
+        # Paused, the run writes nothing after the dashboard attaches: every figure it shows is history.
+        send_request(run_dir, "pause")
+        assert wait_until(lambda: last_event(run_dir, "pause").get("paused") is True)
+        evals = [e for e in read_events(run_dir / "metrics.jsonl") if e["event"] == "eval"]
+        last, best = evals[-1], [e for e in evals if e.get("is_best")][-1]
         watch = Terminal(
             tmp_path, "watch", [sys.executable, "-m", "femb_cli.main", "dashboard", str(run_dir)]
         )
-        assert wait_until(lambda: "step 3: accuracy" in watch.screen()), watch.screen()  # the whole history
+        assert wait_until(lambda: "paused" in watch.screen()), watch.screen()
+        screen = watch.screen()
+        assert f"{last['accuracy']:.4f}" in screen and f"@{last['step']}" in screen, screen
+        assert f"best     {best['accuracy']:.4f} @{best['step']}" in screen, screen
+        send_request(run_dir, "resume")
         shell = tmux("display-message", "-p", "-t", watch.session, "#{pane_pid}").strip()
         dashboard = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True).stdout.split()
         os.kill(int(dashboard[0]), signal.SIGKILL)
