@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ranks import leave_after_the_last_barrier, run_ranks
 
 from femb.checkpoint import load_checkpoint
 from femb.training.events import read_events
@@ -210,28 +211,14 @@ def _rank_worker(rank: int, store: str, scenario: str, results: str) -> None:
     except ValueError as error:
         outcome = {"error": str(error)}
     Path(results, f"{rank}.json").write_text(json.dumps(outcome))
-    # Both ranks have reported; leave without gloo's teardown, which can abort ("terminate called
-    # without an active exception") when the peer's process is already gone.
-    if dist.is_initialized():
-        dist.barrier()
-    os._exit(0)
+    leave_after_the_last_barrier()
 
 
 @pytest.mark.parametrize("scenario", ["seed", "nan"])
 def test_ranks_agree_on_refusals_and_on_a_nonfinite_loss(tmp_path, scenario):
     import json
 
-    import torch.multiprocessing as mp
-
-    context = mp.spawn(
-        _rank_worker, args=(str(tmp_path / "store"), scenario, str(tmp_path)), nprocs=2, join=False
-    )
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the two ranks did not finish within 120 s")
+    run_ranks(_rank_worker, (str(tmp_path / "store"), scenario, str(tmp_path)))
     outcomes = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
     if scenario == "seed":
         assert all("rank 1 was started with another configuration" in o.get("error", "") for o in outcomes)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from ranks import leave_after_the_last_barrier, run_ranks
 from torch import nn
 
 from femb.data.decoded_images import DecodedImages
@@ -157,18 +157,16 @@ def test_set_names_from_paths_pairs_and_tables():
 
 def _evaluate_as_rank(rank: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    try:
-        sets = {"red": channel_pairs(0, num_pairs=8), "green": channel_pairs(1, num_pairs=8, seed=1)}
-        metrics, is_best = validation(sets=sets).run(Progress())  # the runtime joins the group
-        reads = {name: dataset.images.reads for name, dataset in sets.items()}
-        result = {"reads": reads, "has_metrics": metrics is not None, "is_best": is_best}
-        (Path(out_dir) / f"{rank}.json").write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
+    sets = {"red": channel_pairs(0, num_pairs=8), "green": channel_pairs(1, num_pairs=8, seed=1)}
+    metrics, is_best = validation(sets=sets).run(Progress())  # the runtime joins the group
+    reads = {name: dataset.images.reads for name, dataset in sets.items()}
+    result = {"reads": reads, "has_metrics": metrics is not None, "is_best": is_best}
+    (Path(out_dir) / f"{rank}.json").write_text(json.dumps(result))
+    leave_after_the_last_barrier()
 
 
 def test_with_two_processes_only_rank_0_decodes_and_evaluates(tmp_path):
-    mp.spawn(_evaluate_as_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    run_ranks(_evaluate_as_rank, (str(tmp_path / "init"), str(tmp_path)))
     first, second = (json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1))
     assert first == {"reads": {"red": 16, "green": 16}, "has_metrics": True, "is_best": True}
     assert second == {"reads": {"red": 0, "green": 0}, "has_metrics": False, "is_best": True}  # agreed

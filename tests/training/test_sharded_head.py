@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from ranks import leave_after_the_last_barrier, run_ranks
 from torch import Tensor, nn
 
 from femb.headers import build_header, list_headers
@@ -325,36 +325,16 @@ def worker(rank: int, init_method: str, out_dir: str) -> None:
     dist.init_process_group(
         "gloo", init_method=init_method, rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60)
     )
-    try:
-        verdicts = run_checks(rank, Path(out_dir))
-    finally:
-        dist.destroy_process_group()
+    verdicts = run_checks(rank, Path(out_dir))  # each check's failure is caught into its verdict
     (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(verdicts))
+    leave_after_the_last_barrier()
 
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Launch the two ranks once; their verdicts (and the saved Partial FC state) are in the folder."""
     out_dir = tmp_path_factory.mktemp("sharded_head")
-    context = mp.get_context("spawn")
-    init_method = f"file://{out_dir / 'store'}"
-    processes = [
-        context.Process(target=worker, args=(rank, init_method, str(out_dir))) for rank in range(WORLD)
-    ]
-    for process in processes:
-        process.start()
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=LAUNCH_TIMEOUT_S)
-    for process in processes:
-        process.join(timeout=max(1.0, (deadline - datetime.datetime.now()).total_seconds()))
-    hung = [rank for rank, process in enumerate(processes) if process.is_alive()]
-    for rank in hung:
-        processes[rank].kill()
-        processes[rank].join()
-    if hung:
-        pytest.fail(f"ranks {hung} still ran after {LAUNCH_TIMEOUT_S} s: a collective hangs")
-    codes = [process.exitcode for process in processes]
-    if any(codes):
-        pytest.fail(f"the ranks exited with {codes}")
+    run_ranks(worker, (f"file://{out_dir / 'store'}", str(out_dir)), world=WORLD, timeout_s=LAUNCH_TIMEOUT_S)
     return out_dir
 
 
