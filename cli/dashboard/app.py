@@ -52,9 +52,12 @@ class DashboardApp(App[None]):
         Binding("p", "toggle_pause", "Pause / resume"),
     ]
 
-    PLOT_MIN_INTERVAL_S = 0.5  # plots redraw at most at 2 Hz…
-    PLOT_CPU_SHARE = 0.02  # …and less often when building them would take more than ~2% of a core
-    FOLLOW_INTERVAL_S = 0.5
+    # The trainer's threads take every core: each wake-up here stalls one of them, and its peers
+    # wait at the next parallel barrier, so the dashboard costs a training several times its own
+    # CPU. Hence once a second for the figures, and plots only every few seconds.
+    FOLLOW_INTERVAL_S = 1.0
+    PLOT_MIN_INTERVAL_S = 2.0  # plots redraw at most every 2 s…
+    PLOT_CPU_SHARE = 0.005  # …and less often when building them would take over 0.5 % of a core
     HARD_STOP_WINDOW_S = 3.0  # a second Ctrl-C this soon after the first stops the run at once
     TAIL_LINES = 12  # of train.log, shown when the training process fails
 
@@ -253,7 +256,10 @@ class DashboardApp(App[None]):
         self._redraw_plots(force=True)  # the final curves, whatever the redraw budget says
         self._note = "press q to quit"
         self._show_text()
-        if self.exit_on_end or self.stop_requested:
+        # q was pressed and "Stop training?" is still open: the run ended first, so the question is
+        # moot and what was asked for was leaving.
+        leaving = isinstance(self.screen, ConfirmStopScreen)
+        if self.exit_on_end or self.stop_requested or leaving:
             self.exit()
 
     # ------------------------------------------------------------------ requests out

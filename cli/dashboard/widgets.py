@@ -163,8 +163,8 @@ def label_rows(rows: list[tuple[str | Text, str]], label_width: int) -> Text:
     """``label  value`` lines (values may hold Rich markup; a label may be styled Text), cropped
     rather than wrapped.
 
-    Plain Text, not a Rich Table: the panel redraws four times a second and a Table's measuring
-    costs ten times as much.
+    Plain Text, not a Rich Table: the panel redraws every second and a Table's measuring costs
+    ten times as much.
     """
     text = Text(no_wrap=True, overflow="ellipsis", end="")
     for index, (label, value) in enumerate(rows):

@@ -332,6 +332,21 @@ async def test_quit_asks_first_then_stops_gracefully(tmp_path):
 
 
 @run_async
+async def test_a_run_that_ends_while_stop_is_asked_closes_the_dashboard(tmp_path):
+    """q pressed just before the run's end was read: "Stop training?" is moot once the end comes,
+    and what was asked for was leaving, so the dashboard closes instead of waiting on the question."""
+    run = fake_run(tmp_path)
+    app = create_dashboard_app(follow_run_dir=tmp_path)
+    async with app.run_test(size=COMPACT) as pilot:
+        await wait_for(pilot, run.training.ready.is_set)
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmStopScreen)
+        run.control.request_stop("stopped")  # the run ends by itself, not through this dashboard
+        await wait_for(pilot, lambda: app.return_code is not None)
+    assert app.state.ended and not app.stop_requested and not app.detached
+
+
+@run_async
 async def test_ctrl_c_interrupts_gracefully_without_asking(tmp_path):
     run = fake_run(tmp_path)
     app = create_dashboard_app(follow_run_dir=tmp_path)
