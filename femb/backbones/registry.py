@@ -18,7 +18,11 @@ def register_backbone(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 # Device types on which a backbone trains measurably faster with channels-last input and weights
 # (``benchmarks/bench_channels_last.py``; figures in benchmarks/RESULTS.md). The trainer converts
 # both for these pairs; every other pair keeps PyTorch's NCHW.
-CHANNELS_LAST: dict[str, frozenset[str]] = {}
+CHANNELS_LAST: dict[str, frozenset[str]] = {
+    "iresnet18": frozenset({"cpu"}),
+    "mobilefacenet_small": frozenset({"cpu"}),
+    "mobilefacenet": frozenset({"cpu"}),
+}
 
 
 def prefers_channels_last(backbone: str | nn.Module, device_type: str) -> bool:
