@@ -59,6 +59,7 @@ class DashboardApp(App[None]):
     PLOT_MIN_INTERVAL_S = 2.0  # plots redraw at most every 2 s…
     PLOT_CPU_SHARE = 0.005  # …and less often when building them would take over 0.5 % of a core
     HARD_STOP_WINDOW_S = 3.0  # a second Ctrl-C this soon after the first stops the run at once
+    KILL_AFTER_S = 10.0  # …and a process still there this long after it is killed (stuck, or deaf to SIGINT)
     TAIL_LINES = 12  # of train.log, shown when the training process fails
 
     def __init__(
@@ -312,6 +313,7 @@ class DashboardApp(App[None]):
             # A second signal a moment later: the first may only have asked, if the run had not yet
             # read the graceful request.
             self.set_timer(1.0, self.process.stop_hard)
+            self.set_timer(self.KILL_AFTER_S, self.process.kill)
             self._note = "stopping at once…"
             self.run_log.add("second Ctrl-C: stopping at once, without a final checkpoint", "warning")
         else:

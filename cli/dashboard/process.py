@@ -40,6 +40,14 @@ class ChildProcess:
             except (ProcessLookupError, PermissionError):
                 pass
 
+    def kill(self) -> None:
+        """SIGKILL to the whole group: the last resort when Ctrl-C did not end it."""
+        if not self.gone():
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
 
 class LockedProcess:
     """A run trained by some other process: alive while a process holds ``RUN_DIR/lock``.
@@ -64,10 +72,16 @@ class LockedProcess:
         return (self.run_dir / "lock").is_file() and not is_running(self.run_dir)
 
     def stop_hard(self) -> None:
+        self._signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, number: signal.Signals) -> None:
         pid = self.pid
         if pid and not self.gone():
             try:
-                os.kill(pid, signal.SIGINT)
+                os.kill(pid, number)
             except (ProcessLookupError, PermissionError):
                 pass
 

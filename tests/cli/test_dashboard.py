@@ -7,6 +7,7 @@ import functools
 import io
 import json
 import math
+import signal
 import subprocess
 import sys
 import threading
@@ -427,9 +428,15 @@ async def test_a_crashing_process_shows_its_last_lines_and_died(tmp_path):
         assert app.return_code is None  # stays on screen: the user reads what happened
 
 
-def sleeping_child() -> subprocess.Popen:
-    """A stand-in training process that does nothing for a minute, in its own process group."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+def sleeping_child(deaf_to_ctrl_c: bool = False) -> subprocess.Popen:
+    """A stand-in training process that does nothing for a minute, in its own process group, once
+    it has said it is ready: Ctrl-C ends it, unless ``deaf_to_ctrl_c`` (a training stuck where
+    SIGINT is never acted on)."""
+    handler = "signal.SIG_IGN" if deaf_to_ctrl_c else "signal.default_int_handler"
+    code = f"import signal, time; signal.signal(signal.SIGINT, {handler}); print(flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE)
+    child.stdout.readline()
+    return child
 
 
 @run_async
@@ -461,12 +468,32 @@ async def test_a_second_ctrl_c_stops_the_process_at_once(tmp_path):
     popen = sleeping_child()
     try:
         app = create_dashboard_app(follow_run_dir=tmp_path, process=ChildProcess(popen, started_at=0.0))
+        app.HARD_STOP_WINDOW_S = 60.0  # a loaded machine's pause between the presses is not a test
         async with app.run_test(size=COMPACT) as pilot:
             await pilot.press("ctrl+c")
             assert (tmp_path / "control" / "interrupt").exists() and popen.poll() is None  # asked, not forced
             await pilot.press("ctrl+c")
             await wait_for(pilot, lambda: app.return_code is not None)  # ended, and the dashboard closed
         assert popen.poll() is not None and app.state.end["reason"] == "died"
+    finally:
+        popen.kill()
+        popen.wait()
+
+
+@run_async
+async def test_a_process_deaf_to_ctrl_c_is_killed_after_the_second(tmp_path):
+    write_events(tmp_path / "metrics.jsonl", synthetic_run(steps=3, run_dir=str(tmp_path)))
+    popen = sleeping_child(deaf_to_ctrl_c=True)
+    try:
+        app = create_dashboard_app(follow_run_dir=tmp_path, process=ChildProcess(popen, started_at=0.0))
+        app.KILL_AFTER_S = 2.0
+        async with app.run_test(size=COMPACT) as pilot:
+            await pilot.press("ctrl+c")
+            await pilot.press("ctrl+c")
+            await pilot.pause(1.5)
+            assert popen.poll() is None  # two SIGINTs ignored: not yet
+            await wait_for(pilot, lambda: app.return_code is not None)
+        assert popen.poll() == -signal.SIGKILL and app.state.end["reason"] == "died"
     finally:
         popen.kill()
         popen.wait()
