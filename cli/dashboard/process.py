@@ -34,17 +34,16 @@ class ChildProcess:
 
     def stop_hard(self) -> None:
         """Ctrl-C to the whole group (a torchrun launch: every worker), as a terminal sends it."""
-        if not self.gone():
-            try:
-                os.killpg(self.popen.pid, signal.SIGINT)
-            except (ProcessLookupError, PermissionError):
-                pass
+        self._signal_group(signal.SIGINT)
 
     def kill(self) -> None:
         """SIGKILL to the whole group: the last resort when Ctrl-C did not end it."""
+        self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, number: signal.Signals) -> None:
         if not self.gone():
             try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
+                os.killpg(self.popen.pid, number)
             except (ProcessLookupError, PermissionError):
                 pass
 
