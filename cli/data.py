@@ -35,7 +35,7 @@ def _warnings_as_lines() -> Iterator[None]:
 @contextmanager
 def _data_errors() -> Iterator[None]:
     """Bad input of any kind ends as one `error:` line, never a traceback."""
-    from femb.data.recordio_dataset import ExistingSetError
+    from femb.data.recordio_pack import ExistingSetError
 
     try:
         yield
@@ -179,7 +179,7 @@ def pairs_command(
     """Draw balanced, seeded verification pairs from IMAGE_FOLDER: LFW pairs.txt and/or a .bin."""
     from femb.data import ImageFolderDataset, pairs_from_labelled, write_verification_bin
     from femb.data.pairs import lfw_image_names, lfw_order, write_lfw_pairs
-    from femb.data.recordio_dataset import encode_face
+    from femb.data.recordio_pack import encode_face
 
     if pairs_out is None and bin_out is None:
         raise fail("give --pairs-out, --bin-out or both")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from femb_cli.dashboard.screens import CANCEL, DETACH, STOP, ConfirmStopScreen
+from femb_cli.dashboard.screens import DETACH, STOP, ConfirmStopScreen
 
 
 class RunRequests:
@@ -40,8 +40,6 @@ class RunRequests:
             self._show_text()
         elif answer == DETACH:
             self._detach()
-        elif answer in (CANCEL, None):
-            pass
 
     def _ask_to_end(self, request: str) -> None:
         """``stop`` or ``interrupt``, remembered: a trainer still starting up discards it, and a

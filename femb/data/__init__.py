@@ -14,12 +14,8 @@ from femb.data.pairs import (
     load_pairs_csv,
 )
 from femb.data.recordio import IndexedRecordWriter, RecordIOWriter, pack_record, unpack_record
-from femb.data.recordio_dataset import (
-    PackSummary,
-    RecordIODataset,
-    open_training_dataset,
-    pack_image_folder,
-)
+from femb.data.recordio_dataset import RecordIODataset, open_training_dataset
+from femb.data.recordio_pack import PackSummary, pack_image_folder
 from femb.data.split import IdentitySubset, split_by_identity
 from femb.data.synthetic import SyntheticFaces, is_synthetic_spec, render_face, synthetic_from_spec
 from femb.data.transforms import (

@@ -22,8 +22,8 @@ LAMBDA_G = HeadOption(
 )
 # Easy margin is on in the official code, off here (ArcFace's option and default): with it the
 # target logit jumps down as cosθ_y crosses 0, so the loss *climbs* while training moves samples
-# past 90° (the first steps of `femb train --head magface`, both ways: benchmarks/RESULTS.md).
-# `--head-opt easy_margin=true` gives the official behaviour.
+# past 90° (the first steps of a MagFace training, both ways: benchmarks/RESULTS.md). The option
+# ``easy_margin=True`` gives the official behaviour.
 
 
 @register_header

@@ -170,7 +170,7 @@ def identity_folder(tmp_path_factory):
 
 
 def test_calibration_reads_bin_recordio_and_symlinked_folders(identity_folder, tmp_path):
-    from femb.data.recordio_dataset import pack_image_folder
+    from femb.data.recordio_pack import pack_image_folder
     from femb.data.verification_bin import write_verification_bin
 
     pictures = sorted(identity_folder.rglob("*.png"))

@@ -29,6 +29,7 @@ def run_ranks(target: Callable, args: tuple, *, world: int = 2, timeout_s: float
                 hung = [rank for rank, process in enumerate(context.processes) if process.is_alive()]
                 for process in context.processes:
                     process.kill()
+                    process.join()
                 pytest.fail(f"ranks {hung} still ran after {timeout_s:.0f} s: a collective hangs")
     except mp.ProcessExitedException as error:
         pytest.fail(f"rank {error.error_index} exited with {error.exit_code}")
