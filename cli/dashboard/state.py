@@ -271,7 +271,11 @@ def integer_ticks(low: float, high: float, count: int = 5) -> list[int]:
     return list(range(first, high + 1, spacing)) or [low]
 
 
-TASK_NAMES = {"evaluation": "evaluation", "projector": "TensorBoard projector"}
+TASK_NAMES = {
+    "evaluation": "evaluation",
+    "projector": "TensorBoard projector",
+    "validation images": "reading the validation images",
+}
 
 
 def progress_text(event: Event) -> str:

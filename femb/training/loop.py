@@ -192,6 +192,7 @@ class Trainer(BetweenSteps):
         reason, message = "completed", "training finished"
         try:
             self._start_event()
+            self._read_validation_images()
             reason, message = self._loop()
         except (NonFiniteLossError, checkpointing.NonFiniteStateError) as error:
             reason, message = "nonfinite", str(error)
@@ -298,6 +299,12 @@ class Trainer(BetweenSteps):
         for note in self._notes:
             self.log(note, "warning")
         self.emit("start", **reporting.start_fields(self))
+
+    def _read_validation_images(self) -> None:
+        """Before the first step: a damaged validation image stops the run before any training."""
+        if self.runtime.is_primary and self.validation.unread_images():
+            on_image = reporting.TaskProgress(self.emit, "validation images", self.step)
+            self.validation.read_images(on_image)
 
     def _step_event(self, loss_value: float, embeddings: torch.Tensor) -> None:
         fields = reporting.step_fields(self, loss_value, embeddings)

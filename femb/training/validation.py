@@ -2,9 +2,11 @@
 best-accuracy tracking, and the few validation embeddings the TensorBoard projector shows at the end.
 
 Each set's pairs are fixed once, before the first step (a set that can never be scored fails
-then), and its images are decoded once, at its first evaluation, into memory
-(:class:`~femb.data.decoded_images.DecodedImages`): later evaluations only embed them, in batches.
-Evaluation runs on rank 0 alone, so only rank 0 decodes and holds the images.
+then), and its images are decoded once, also before the first step (:meth:`Validation.read_images`;
+a damaged image stops the run before it has spent any training time, as InsightFace's loading of
+its ``.bin`` sets does), into memory (:class:`~femb.data.decoded_images.DecodedImages`):
+evaluations only embed them, in batches. Evaluation runs on rank 0 alone, so only rank 0 decodes
+and holds the images.
 
 What an evaluation reports (the ``eval`` event, see :mod:`femb.training.events`): each set's
 figures under ``sets[name]``, and at the top level the figures ``best_on`` judges by: the named
@@ -107,13 +109,37 @@ class Validation:
             offset += sizes[name]
         return per_set
 
+    def read_images(self, on_image=None) -> None:
+        """Decode every set's images into memory now, on rank 0 (where evaluation runs).
+
+        ``on_image(done, total)`` follows it over all sets. A set decoded already is not read again.
+        """
+        if not self.runtime.is_primary:
+            return
+        pending = [images for images in self._decoded_images() if not images.decoded]
+        total, offset = self.unread_images(), 0
+        for images in pending:
+            follow = (
+                None if on_image is None else (lambda done, _, start=offset: on_image(start + done, total))
+            )
+            images.decode(follow)
+            offset += len(images)
+
+    def unread_images(self) -> int:
+        """Images of the sets not decoded yet."""
+        return sum(len(images) for images in self._decoded_images() if not images.decoded)
+
     def decoded_images(self) -> int:
-        """Images read from the sets' sources so far (each set's once, at its first evaluation)."""
-        return sum(
-            dataset.images.decodes
+        """Images read from the sets' sources so far (each set's once, by :meth:`read_images` or at
+        its first evaluation)."""
+        return sum(images.decodes for images in self._decoded_images())
+
+    def _decoded_images(self) -> list[DecodedImages]:
+        return [
+            dataset.images
             for dataset in self.sets.values()
             if isinstance(getattr(dataset, "images", None), DecodedImages)
-        )
+        ]
 
     def projector_sample(self, limit: int = 256, on_batch=None):
         """(embeddings, labels or None, images) of the first ``limit`` images of the first set.
