@@ -3,6 +3,9 @@
 ``main()`` is the one place where an exception no command handled becomes the ``error:`` line
 (see :func:`femb_cli.errors.report_uncaught`); ``femb --debug …`` or ``FEMB_DEBUG=1`` shows the
 traceback instead.
+
+The app (every command, and so torch) is imported when it runs, not with this module: ``femb
+train`` with the dashboard draws it first (:mod:`femb_cli.dashboard.starting`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 
-from femb_cli.app import app
 from femb_cli.errors import DEBUG_ENV, debug_enabled, report_uncaught
 
 
@@ -21,6 +23,12 @@ def main(argv: list[str] | None = None) -> None:
         # Accepted anywhere before a bare `--`, not only before the command name.
         args.remove("--debug")
         os.environ[DEBUG_ENV] = "1"
+    from femb_cli.dashboard.starting import dashboard_first, train_with_dashboard_first
+
+    if dashboard_first(args):
+        _leave(train_with_dashboard_first(args))
+    from femb_cli.app import app
+
     try:
         app(args=args, prog_name="femb")
     except SystemExit as done:
@@ -48,7 +56,15 @@ def _leave(code) -> None:
     sys.exit(code)
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main"]  # noqa: F822 - app: from __getattr__ below
+
+
+def __getattr__(name: str):
+    if name == "app":  # ``from femb_cli.main import app``: the app, built on first use
+        from femb_cli.app import app
+
+        return app
+    raise AttributeError(f"module 'femb_cli.main' has no attribute {name!r}")
 
 
 if __name__ == "__main__":

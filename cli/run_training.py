@@ -14,6 +14,7 @@ This module is also the child's entry point, so its top imports nothing heavy: t
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "interrupted": 130, "terminated": 143, "nonfinite": 3}
@@ -74,8 +75,13 @@ def run_in_child(
     """
     import typer
 
+    from femb_cli.dashboard.starting import CANCELLED_EXIT, current
     from femb_cli.launch import start_training_process
 
+    drawn = current()  # the dashboard already on screen, drawn before the options were read
+    if drawn is not None and drawn.cancelled:
+        run_dir.discard_if_unused()
+        return CANCELLED_EXIT
     popen, started_at = start_training_process(
         config, run_dir, resume=resume, nproc=nproc, overwrite=overwrite
     )
@@ -88,11 +94,17 @@ def run_in_child(
     from femb_cli.dashboard import create_dashboard_app
     from femb_cli.dashboard.process import ChildProcess
 
+    process, title = ChildProcess(popen, started_at), f"femb train · {run_dir.name}"
+    if drawn is not None:
+        app = drawn.attach(run_dir, process, title, exit_on_end)
+        if app is None:  # left in the moment between: the training had only begun to start
+            os.killpg(popen.pid, signal.SIGINT)
+            wait_for_child(popen)
+            run_dir.discard_if_unused()
+            return CANCELLED_EXIT
+        return after_dashboard(app, popen, run_dir)
     app = create_dashboard_app(
-        follow_run_dir=run_dir.path,
-        process=ChildProcess(popen, started_at),
-        title=f"femb train · {run_dir.name}",
-        exit_on_end=exit_on_end,
+        follow_run_dir=run_dir.path, process=process, title=title, exit_on_end=exit_on_end
     )
     app.run()
     return after_dashboard(app, popen, run_dir)
@@ -132,8 +144,6 @@ def after_dashboard(app, popen, run_dir) -> int:
 
 def wait_for_child(popen) -> None:
     """Wait for the training to end; Ctrl-C here passes on to it (a second one then stops it hard)."""
-    import signal
-
     while popen.poll() is None:
         try:
             popen.wait()

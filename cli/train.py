@@ -21,6 +21,7 @@ from femb.training.config import HEAD, RUN, TrainConfig, normalize_head_table, s
 from femb.training.run_dir import RunDir, RunLock
 from femb.training.runtime import launched_rank, launched_world_size
 from femb.training.schema import Spec, value_type
+from femb_cli.dashboard.starting import current as dashboard_drawn
 from femb_cli.errors import fail, flag, with_flags
 from femb_cli.launch import MAX_LOCAL_PROCESSES
 
@@ -175,6 +176,7 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
         # With the dashboard or --detach the training runs in a child process of its own.
         wants_dashboard = sys.stdout.isatty() if cli["dashboard"] is None else cli["dashboard"]
         in_front = launched_world_size() == 1 and (cli["detach"] or wants_dashboard)
+        in_front = in_front or dashboard_drawn() is not None  # drawn before the options were read
         nproc = cli["nproc_per_node"]
         if nproc > 1 and launched_world_size() == 1:
             folder = folder or prepare_run_dir(train_config, overwrite=cli["overwrite"])

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.events import Resize
+from textual.events import Print, Resize
+from textual.message import Message
 from textual.widgets import Footer, Header
 
 from femb.training.events import Event, EventFollower, LineFollower
@@ -39,6 +41,19 @@ from femb_cli.run_training import EXIT_CODES, parse_phase
 # Below this size the config panel gives way (its gist moves into the header) and the panels shrink.
 COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
 FIRST_STEP = "waiting for the first step"
+STARTING = "reading the options (importing torch and femb)"
+
+
+class Attach(Message):
+    """From the command's thread: the training has started; follow ``run_dir``."""
+
+    def __init__(self, run_dir: Path, process: ChildProcess, title: str, exit_on_end: bool):
+        super().__init__()
+        self.run_dir, self.process, self.title, self.exit_on_end = run_dir, process, title, exit_on_end
+
+
+class Release(Message):
+    """From the command's thread: it has ended without a training to follow."""
 
 
 class DashboardApp(RunRequests, App[None]):
@@ -64,26 +79,24 @@ class DashboardApp(RunRequests, App[None]):
     def __init__(
         self,
         *,
-        follow_run_dir: Path,
+        follow_run_dir: Path | None,
         process: ChildProcess | LockedProcess | None = None,
         replay: bool = False,
         title: str | None = None,
         exit_on_end: bool = False,
+        when_drawn: Callable[[], None] | None = None,
     ):
         super().__init__()
-        self.follow_run_dir = Path(follow_run_dir)
-        self.process = process if process is not None else LockedProcess(self.follow_run_dir)
         self.replay = replay
         self.exit_on_end = exit_on_end
         self.state = RunState()
-        self.steering = RunDirSteering(self.follow_run_dir)
-        self.follower = EventFollower(self.follow_run_dir / "metrics.jsonl")
-        self.log_follower = LineFollower(self.follow_run_dir / "train.log")
         self.log_tail: deque[str] = deque(maxlen=self.TAIL_LINES)
         self.training_done = False  # the training process has gone
         self.stop_requested = False
         self.detached = False  # left on purpose while the run goes on
-        self._session_started = self.process.started_at is None  # a start event of this process seen
+        self.cancelled = False  # left before the command had started the training
+        self.printed: list[tuple[str, bool]] = []  # what the command printed while this drew: (text, stderr)
+        self._when_drawn = when_drawn
         self._interrupted_at: float | None = None
         self._stop_asked: tuple[str, float] | None = None  # the request sent, and its wall-clock time
         self._pause_wanted = False
@@ -91,8 +104,42 @@ class DashboardApp(RunRequests, App[None]):
         self._next_plot_at = 0.0
         self._follow_failed = False
         self._garbage_reported = False
-        self.title = title or f"femb dashboard · {self.follow_run_dir.name}"
         self.sub_title = ""
+        self.process: ChildProcess | LockedProcess | None = None
+        if follow_run_dir is None:  # the command is still reading its options: see attach
+            self.follow_run_dir = None
+            self.title = title or "femb train"
+            self._note = f"starting: {STARTING}"
+        else:
+            self._attach(Path(follow_run_dir), process, title)
+
+    def _attach(self, run_dir: Path, process: ChildProcess | LockedProcess | None, title: str | None) -> None:
+        self.follow_run_dir = run_dir
+        self.process = process if process is not None else LockedProcess(run_dir)
+        self.steering = RunDirSteering(run_dir)
+        self.follower = EventFollower(run_dir / "metrics.jsonl")
+        self.log_follower = LineFollower(run_dir / "train.log")
+        self._session_started = self.process.started_at is None  # a start event of this process seen
+        self.title = title or f"femb dashboard · {run_dir.name}"
+
+    def on_attach(self, message: Attach) -> None:
+        """The command has started the training: follow its run directory from now on."""
+        self._attach(message.run_dir, message.process, message.title)
+        self.exit_on_end = message.exit_on_end
+        self._note = ""
+        self.follow()
+
+    def on_release(self, message: Release) -> None:
+        """The command ended without a training to show (it refused, or trains without a dashboard)."""
+        self.exit()
+
+    def on_print(self, event: Print) -> None:
+        """What the command prints while this draws: kept for after, and its lines in the log."""
+        text = event.text if isinstance(event.text, str) else bytes(event.text).decode("utf-8", "replace")
+        self.printed.append((text, event.stderr))
+        for line in text.splitlines():
+            if line.strip():
+                self.run_log.add(line.rstrip()[:300], "warning" if event.stderr else "info")
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -119,6 +166,10 @@ class DashboardApp(RunRequests, App[None]):
         self.follow()
         if not self.replay:
             self.set_interval(self.FOLLOW_INTERVAL_S, self.follow)
+        if self._when_drawn is not None:
+            self.begin_capture_print(self, stdout=True, stderr=True)
+            self.run_log.add(f"start-up: {STARTING}", "action")
+            self.call_after_refresh(self._when_drawn)
 
     def on_resize(self, event: Resize) -> None:
         self._set_compact(event.size.width, event.size.height)
@@ -130,6 +181,8 @@ class DashboardApp(RunRequests, App[None]):
     # ------------------------------------------------------------------ events in
     def follow(self) -> None:
         """Read what the run directory gained since the last look; notice a process that has gone."""
+        if self.process is None:
+            return
         gone = not self.training_done and self.process.gone()  # asked first: all it wrote is on disk
         self._read_run()
         if gone:
@@ -265,15 +318,25 @@ class DashboardApp(RunRequests, App[None]):
 
 def create_dashboard_app(
     *,
-    follow_run_dir: Path,
+    follow_run_dir: Path | None,
     process: ChildProcess | LockedProcess | None = None,
     replay: bool = False,
     title: str | None = None,
     exit_on_end: bool = False,
+    when_drawn: Callable[[], None] | None = None,
 ) -> DashboardApp:
     """The dashboard for the CLI and the tests: ``follow_run_dir`` is a run directory whose
     ``metrics.jsonl`` is followed (``replay=True``: read once, no following). ``process`` is the
-    training process when this command started it (default: whoever holds the run's lock)."""
+    training process when this command started it (default: whoever holds the run's lock).
+
+    ``follow_run_dir=None``: the command has not read its options yet; ``when_drawn`` starts it
+    once the first frame is on screen, and it posts :class:`Attach` (or :class:`Release`) later.
+    """
     return DashboardApp(
-        follow_run_dir=follow_run_dir, process=process, replay=replay, title=title, exit_on_end=exit_on_end
+        follow_run_dir=follow_run_dir,
+        process=process,
+        replay=replay,
+        title=title,
+        exit_on_end=exit_on_end,
+        when_drawn=when_drawn,
     )

@@ -20,7 +20,17 @@ class RunRequests:
     def run_live(self) -> bool:
         return not self.training_done and not (self.state.ended and self._session_started)
 
+    def _cancel_start(self) -> bool:
+        """q or Ctrl-C before the command has started the training: leave; it starts none."""
+        if self.process is not None:
+            return False
+        self.cancelled = True
+        self.exit()
+        return True
+
     def action_request_stop(self) -> None:
+        if self._cancel_start():
+            return
         if not self.run_live:
             self.exit()
             return
@@ -54,6 +64,8 @@ class RunRequests:
 
     def action_interrupt(self) -> None:
         """Ctrl-C: a graceful stop (checkpoint, then exit); again within a few seconds: at once."""
+        if self._cancel_start():
+            return
         if not self.run_live:
             self.exit()
             return
@@ -78,26 +90,30 @@ class RunRequests:
         # ctrl+q and the command palette's quit ask first, as q does.
         self.action_request_stop()
 
-    def _refuse_when_ended(self) -> bool:
-        if self.run_live:
+    def _refused(self) -> bool:
+        """Whether there is no live training to ask (still starting, or ended): said in a notice."""
+        if self.process is not None and self.run_live:
             return False
-        self.notify("the run has ended", severity="warning")
+        self.notify(
+            "the training is still starting" if self.process is None else "the run has ended",
+            severity="warning",
+        )
         return True
 
     def action_checkpoint(self) -> None:
-        if self._refuse_when_ended():
+        if self._refused():
             return
         self.steering.checkpoint()
         self.run_log.add(f"checkpoint requested at step {self.state.step}", "action")
 
     def action_evaluate(self) -> None:
-        if self._refuse_when_ended():
+        if self._refused():
             return
         self.steering.evaluate()
         self.run_log.add(f"evaluation requested at step {self.state.step}", "action")
 
     def action_toggle_pause(self) -> None:
-        if self._refuse_when_ended():
+        if self._refused():
             return
         self._pause_wanted = self.steering.toggle_pause(self._pause_wanted)
         self._note = "pausing…" if self._pause_wanted else "resuming…"

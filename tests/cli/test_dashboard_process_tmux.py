@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import steps_done, wait_until
+from cli_helpers import Terminal, steps_done, tmux, wait_until
 
 from femb.training.control import send_request
 from femb.training.events import read_events
@@ -24,37 +24,8 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 TIMEOUT_S = 120
 
 
-def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False).stdout
-
-
 def last_event(run_dir: Path, kind: str) -> dict:
     return next((e for e in reversed(read_events(run_dir / "metrics.jsonl")) if e["event"] == kind), {})
-
-
-class Terminal:
-    """A 120×40 tmux session running one shell command; its exit status lands in a file."""
-
-    def __init__(self, tmp_path: Path, name: str, command: list[str]):
-        self.session = f"femb-{name}-{tmp_path.name}"[:60]
-        self.exit_file = tmp_path / f"{name}.exit"
-        # The tmux server's environment is whoever started it first: pass on this one's import path.
-        path = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
-        line = f"cd {tmp_path} && {path}{' '.join(command)}; echo $? > {self.exit_file}; sleep 120"
-        tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", self.session, line)
-
-    def screen(self) -> str:
-        return tmux("capture-pane", "-p", "-t", self.session)
-
-    def keys(self, *keys: str) -> None:
-        tmux("send-keys", "-t", self.session, *keys)
-
-    def exit_code(self) -> int:
-        assert wait_until(self.exit_file.exists), self.screen()
-        return int(self.exit_file.read_text())
-
-    def close(self) -> None:
-        tmux("kill-session", "-t", self.session)  # SIGHUP to everything in the terminal
 
 
 def test_closed_terminal_and_killed_dashboard_leave_the_run_training(tmp_path, tiny_train_command):
