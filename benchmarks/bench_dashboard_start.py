@@ -27,7 +27,9 @@ DRAWN = "Stop / quit"  # the key bar, at the bottom of every frame
 
 
 def screen(session: str) -> str:
-    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+    ).stdout
 
 
 def one_start(run_dir: Path, timeout: float) -> tuple[float, float]:
@@ -60,7 +62,9 @@ def one_start(run_dir: Path, timeout: float) -> tuple[float, float]:
 
 def torch_import_s() -> float:
     code = "import time; t = time.perf_counter(); import torch; print(time.perf_counter() - t)"
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    return float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
