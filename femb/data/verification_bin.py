@@ -215,11 +215,18 @@ def write_verification_bin(
 
 
 def write_pairs_dataset_bin(path: str | os.PathLike, pairs: PairsDataset, image_format: str = "PNG") -> Path:
-    """Write any :class:`PairsDataset` as an InsightFace ``.bin`` (images back to uint8, lossless PNG)."""
+    """Write any :class:`PairsDataset` as an InsightFace ``.bin`` (images back to uint8, lossless PNG).
+
+    Each distinct image is read and encoded once, however many pairs hold it, and pickled once
+    (the pairs' entries refer to the same bytes), so the file holds it once too.
+    """
+    encoded: dict[int, bytes] = {}
     images = []
     for first, second in pairs.pairs:
-        for index in (first, second):
-            item = pairs.images[int(index)]
-            tensor = item[0] if isinstance(item, (tuple, list)) else item
-            images.append(denormalize(tensor).permute(1, 2, 0).numpy())
+        for index in (int(first), int(second)):
+            if index not in encoded:
+                item = pairs.images[index]
+                tensor = item[0] if isinstance(item, (tuple, list)) else item
+                encoded[index] = _encode(denormalize(tensor).permute(1, 2, 0).numpy(), image_format)
+            images.append(encoded[index])
     return write_verification_bin(path, images, pairs.issame, image_format=image_format)
