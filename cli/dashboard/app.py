@@ -23,11 +23,11 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.events import Print, Resize
-from textual.message import Message
+from textual.events import Resize
 from textual.widgets import Footer, Header
 
 from femb.training.events import Event, EventFollower, LineFollower
+from femb_cli.dashboard.command_beside import STARTING, CommandBeside
 from femb_cli.dashboard.describe import describe_event
 from femb_cli.dashboard.process import ChildProcess, LockedProcess
 from femb_cli.dashboard.requests import RunRequests
@@ -41,22 +41,9 @@ from femb_cli.run_training import EXIT_CODES, parse_phase
 # Below this size the config panel gives way (its gist moves into the header) and the panels shrink.
 COMPACT_WIDTH, COMPACT_HEIGHT = 110, 32
 FIRST_STEP = "waiting for the first step"
-STARTING = "reading the options (importing torch and femb)"
 
 
-class Attach(Message):
-    """From the command's thread: the training has started; follow ``run_dir``."""
-
-    def __init__(self, run_dir: Path, process: ChildProcess, title: str, exit_on_end: bool):
-        super().__init__()
-        self.run_dir, self.process, self.title, self.exit_on_end = run_dir, process, title, exit_on_end
-
-
-class Release(Message):
-    """From the command's thread: it has ended without a training to follow."""
-
-
-class DashboardApp(RunRequests, App[None]):
+class DashboardApp(CommandBeside, RunRequests, App[None]):
     CSS = DASHBOARD_CSS
 
     BINDINGS = [
@@ -121,25 +108,6 @@ class DashboardApp(RunRequests, App[None]):
         self.log_follower = LineFollower(run_dir / "train.log")
         self._session_started = self.process.started_at is None  # a start event of this process seen
         self.title = title or f"femb dashboard · {run_dir.name}"
-
-    def on_attach(self, message: Attach) -> None:
-        """The command has started the training: follow its run directory from now on."""
-        self._attach(message.run_dir, message.process, message.title)
-        self.exit_on_end = message.exit_on_end
-        self._note = ""
-        self.follow()
-
-    def on_release(self, message: Release) -> None:
-        """The command ended without a training to show (it refused, or trains without a dashboard)."""
-        self.exit()
-
-    def on_print(self, event: Print) -> None:
-        """What the command prints while this draws: kept for after, and its lines in the log."""
-        text = event.text if isinstance(event.text, str) else bytes(event.text).decode("utf-8", "replace")
-        self.printed.append((text, event.stderr))
-        for line in text.splitlines():
-            if line.strip():
-                self.run_log.add(line.rstrip()[:300], "warning" if event.stderr else "info")
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:

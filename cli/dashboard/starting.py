@@ -81,7 +81,7 @@ class DashboardFirst:
     def attach(self, run_dir, process, title: str, exit_on_end: bool):
         """From the command: follow this training. Returns the dashboard once it has closed, or
         None when it had closed before (cancelled: the caller stops what it started)."""
-        from femb_cli.dashboard.app import Attach
+        from femb_cli.dashboard.command_beside import Attach
 
         if self.closed.is_set() or not self.app.post_message(
             Attach(run_dir.path, process, title, exit_on_end)
@@ -111,7 +111,7 @@ class DashboardFirst:
 
     def _release(self) -> None:
         """The command ended without a training to follow: close the dashboard, give back the terminal."""
-        from femb_cli.dashboard.app import Release
+        from femb_cli.dashboard.command_beside import Release
 
         if not self.closed.is_set() and self.app.post_message(Release()):
             self.closed.wait()

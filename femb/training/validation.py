@@ -117,7 +117,7 @@ class Validation:
         if not self.runtime.is_primary:
             return
         pending = [images for images in self._decoded_images() if not images.decoded]
-        total, offset = self.unread_images(), 0
+        total, offset = sum(len(images) for images in pending), 0
         for images in pending:
             follow = (
                 None if on_image is None else (lambda done, _, start=offset: on_image(start + done, total))
