@@ -1,19 +1,27 @@
-"""What the live dashboard costs a training: steps/s with the dashboard attached against --no-dashboard.
+"""What the live dashboard costs a training: steps/s with the dashboard attached against without.
 
-The real commands, for the two shapes a user meets: a plain ``femb train`` and ``femb demo``. The
-training runs in its own process either way; with the dashboard, the dashboard draws in a real
-(headless) terminal, tmux, 120×40, beside it. Steps/s is read from the run's own metrics.jsonl
-(the step events' times) after ``--warmup`` steps, so start-up, export and verification do not
-count. Runs alternate (plain, dashboard, dashboard, plain, …) so that machine noise hits both
-alike; prints the median of ``--repeats`` runs of each and the ratio (the goal: at most 3% slower).
+The real commands, for the two shapes a user meets: a plain ``femb train`` and ``femb demo``, each
+in a real (headless) terminal, tmux 120×40, on a tmux server of its own. Steps/s is read from the
+run's own metrics.jsonl (the step events' times), so start-up, export and verification never count.
 
-    python benchmarks/bench_dashboard_overhead.py --steps 40 --warmup 10 --repeats 3
+Two ways to measure, both printed by default:
+
+- ``within``: one training, windows of ``--window`` seconds in ABBA order with the dashboard attached
+  (``femb dashboard RUN`` in the terminal) and detached (its terminal closed; the training goes on).
+  The same process, the same warm caches and thread placement on both sides, so run-to-run noise
+  drops out; the first ``--settle`` seconds of each window are not timed.
+- ``runs``: whole runs with the dashboard against ``--no-dashboard``, alternating (plain, dashboard,
+  dashboard, plain, …), after ``--warmup`` steps of ``--steps``: the median of ``--repeats`` each.
+
+Each ratio is attached / without (1.0: no cost; the goal is at least 0.97) with a 95% confidence
+interval over the ABBA pairs, so a difference within the machine's noise reads as one.
+
+    python benchmarks/bench_dashboard_overhead.py --window 20 --pairs 8 --steps 80 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -22,96 +30,148 @@ import tempfile
 import time
 from pathlib import Path
 
+from scipy import stats
+
 from femb.training.events import read_events
 
 FEMB = [sys.executable, "-m", "femb_cli.main"]
+TMUX = ["tmux", "-L", "femb-overhead"]  # a server of its own: never the user's sessions
 
 
-def steps_per_s(run_dir: Path, warmup: int) -> float:
-    steps = [e for e in read_events(run_dir / "metrics.jsonl") if e.get("event") == "step"]
-    timed = [e for e in steps if e["step"] >= warmup]
-    if len(timed) < 2:
-        raise RuntimeError(f"{run_dir}: too few step events ({len(steps)}) to time")
-    return (timed[-1]["step"] - timed[0]["step"]) / (timed[-1]["time"] - timed[0]["time"])
+def events(run_dir: Path) -> list[dict]:
+    return read_events(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+
+
+def rate(timed: list[dict]) -> float:
+    """Steps/s between consecutive step events, leaving out the gaps an evaluation or checkpoint took."""
+    steps = time_spent = 0.0
+    for before, after in zip(timed, timed[1:], strict=False):
+        if before.get("event") == after.get("event") == "step":
+            steps += after["step"] - before["step"]
+            time_spent += after["time"] - before["time"]
+    if steps == 0:
+        raise RuntimeError(f"too few step events ({len(timed)} events) to time")
+    return steps / time_spent
 
 
 def command(shape: str, run_dir: Path, steps: int, dashboard: bool) -> list[str]:
     flag = "--dashboard" if dashboard else "--no-dashboard"
+    common = ["--steps", str(steps), "--run-dir", str(run_dir), flag]
     if shape == "demo":
-        return [
-            *FEMB,
-            "demo",
-            "--steps",
-            str(steps),
-            "--run-dir",
-            str(run_dir),
-            "-o",
-            f"{run_dir}.onnx",
-            flag,
-        ]
-    return [*FEMB, "train", "--steps", str(steps), "--eval-every", "0", "--run-dir", str(run_dir), flag]
+        return [*FEMB, "demo", *common, "-o", f"{run_dir}.onnx"]
+    return [*FEMB, "train", *common, "--eval-every", "0"]
 
 
-def ended(run_dir: Path) -> bool:
-    return any(e.get("event") == "end" for e in read_events(run_dir / "metrics.jsonl"))
+def open_terminal(name: str, argv: list[str], then: str = "true") -> None:
+    line = f"{' '.join(argv)}; {then}"
+    subprocess.run([*TMUX, "new-session", "-d", "-x", "120", "-y", "40", "-s", name, line], check=True)
 
 
-def run_in_terminal(argv: list[str], run_dir: Path, timeout: float) -> None:
-    """``argv`` in a tmux terminal until its run has ended (then q closes a dashboard left open)."""
-    session = f"femb-overhead-{run_dir.name}"
-    done = run_dir.with_suffix(".done")
-    # The tmux server's environment is whoever started it first: pass on this one's import path.
-    path = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
-    line = f"{path}{' '.join(argv)}; touch {done}"
-    subprocess.run(["tmux", "new-session", "-d", "-x", "120", "-y", "40", "-s", session, line], check=True)
+def close_terminal(name: str) -> None:
+    """Kill the tmux session: its processes get SIGHUP, as when an SSH connection drops."""
+    subprocess.run([*TMUX, "kill-session", "-t", name], check=False, capture_output=True)
+
+
+def ratio_summary(pairs: list[tuple[float, float]]) -> str:
+    """Mean of attached/without over the pairs, with a 95% t-interval."""
+    ratios = [attached / without for without, attached in pairs]
+    mean = statistics.fmean(ratios)
+    if len(ratios) < 2:
+        return f"{mean:.3f}"
+    half = stats.t.ppf(0.975, len(ratios) - 1) * statistics.stdev(ratios) / len(ratios) ** 0.5
+    return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
+
+
+def measure_within(shape: str, folder: Path, args) -> list[tuple[float, float]]:
+    """(detached, attached) steps/s of ABBA window pairs of one long training."""
+    run_dir = folder / f"{shape}-within"
+    open_terminal("train", command(shape, run_dir, 10**6, dashboard=True))
     try:
-        deadline = time.monotonic() + timeout
+        while sum(e.get("event") == "step" for e in events(run_dir)) < args.warmup:
+            time.sleep(1)
+        close_terminal("train")  # from here on the training runs detached
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for attached in [False, True, True, False] * (args.pairs // 2):
+            if attached:
+                open_terminal("dashboard", [*FEMB, "dashboard", str(run_dir)])
+            start = time.time() + args.settle
+            time.sleep(args.settle + args.window)
+            end = time.time()
+            if attached:
+                close_terminal("dashboard")
+            value = rate([e for e in events(run_dir) if start <= e["time"] <= end])
+            rates[attached].append(value)
+            print(f"  {shape} {'attached' if attached else 'detached'} {value:.3f} steps/s", file=sys.stderr)
+    finally:
+        close_terminal("dashboard")
+        close_terminal("train")
+        subprocess.run([*FEMB, "stop", str(run_dir), "--wait"], check=False, capture_output=True)
+    return list(zip(rates[False], rates[True], strict=True))
+
+
+def measure_run(shape: str, dashboard: bool, folder: Path, index: int, args) -> float:
+    """Steps/s of one whole run after its warm-up; the same terminal and polling either way."""
+    run_dir = folder / f"{shape}-{'dashboard' if dashboard else 'plain'}-{index}"
+    done = run_dir.with_suffix(".done")
+    name = f"{shape}-{index}-{int(dashboard)}"
+    open_terminal(name, command(shape, run_dir, args.steps, dashboard), then=f"touch {done}")
+    try:
+        deadline = time.monotonic() + args.timeout
         while not done.exists() and time.monotonic() < deadline:
-            if ended(run_dir):
-                subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=False)
+            if any(e.get("event") == "end" for e in events(run_dir)):
+                subprocess.run([*TMUX, "send-keys", "-t", name, "q"], check=False)  # a dashboard left open
             time.sleep(1)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)
+        close_terminal(name)
+    timed = events(run_dir)
+    start = next(e["time"] for e in timed if e.get("event") == "step" and e["step"] >= args.warmup)
+    return rate([e for e in timed if e["time"] >= start])
 
 
-def measure(shape: str, dashboard: bool, folder: Path, index: int, args) -> float:
-    run_dir = folder / f"{shape}-{'dashboard' if dashboard else 'plain'}-{index}"
-    argv = command(shape, run_dir, args.steps, dashboard)
-    if dashboard:
-        run_in_terminal(argv, run_dir, args.timeout)
-    else:
-        subprocess.run(argv, check=True, capture_output=True, timeout=args.timeout)
-    return steps_per_s(run_dir, args.warmup)
+def measure_runs(shape: str, folder: Path, args) -> list[tuple[float, float]]:
+    """(plain, dashboard) steps/s of ABBA pairs of whole runs."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for index, dashboard in enumerate(([False, True, True, False] * args.repeats)[: 2 * args.repeats]):
+        value = measure_run(shape, dashboard, folder, index, args)
+        rates[dashboard].append(value)
+        print(f"  {shape} {'dashboard' if dashboard else 'plain'} {value:.3f} steps/s", file=sys.stderr)
+    return list(zip(rates[False], rates[True], strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=10, help="steps not timed (start-up)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", default=["within", "runs"], choices=["within", "runs"])
     parser.add_argument("--shapes", nargs="+", default=["train", "demo"], choices=["train", "demo"])
-    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--window", type=float, default=20.0, help="within: seconds timed per window")
+    parser.add_argument("--settle", type=float, default=3.0, help="within: seconds not timed after a switch")
+    parser.add_argument("--pairs", type=int, default=8, help="within: attached/detached window pairs (even)")
+    parser.add_argument("--steps", type=int, default=80, help="runs: training steps of each run")
+    parser.add_argument("--warmup", type=int, default=10, help="steps not timed (start-up)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs: runs of each kind")
+    parser.add_argument("--timeout", type=float, default=900, help="runs: seconds at most per run")
     args = parser.parse_args(argv)
     if shutil.which("tmux") is None:
         print("error: tmux is needed (the dashboard draws in a real terminal)", file=sys.stderr)
         return 2
-    results: dict[tuple[str, bool], list[float]] = {}
+    rows = []
     with tempfile.TemporaryDirectory(prefix="femb-overhead-") as tmp:
-        order = [(shape, dashboard) for shape in args.shapes for dashboard in (False, True)]
-        for index in range(args.repeats):
-            for shape, dashboard in order if index % 2 == 0 else order[::-1]:
-                value = measure(shape, dashboard, Path(tmp), index, args)
-                results.setdefault((shape, dashboard), []).append(value)
-                print(
-                    f"  {shape} {'dashboard' if dashboard else 'plain'} {value:.3f} steps/s", file=sys.stderr
-                )
-    print(f"steps/s after {args.warmup} warm-up steps of {args.steps}, median of {args.repeats} runs each\n")
-    print("| shape | --no-dashboard | dashboard attached | dashboard / plain |")
-    print("|---|---|---|---|")
-    for shape in args.shapes:
-        plain = statistics.median(results[shape, False])
-        attached = statistics.median(results[shape, True])
-        print(f"| femb {shape} | {plain:.3f} | {attached:.3f} | {attached / plain:.3f} |")
+        for mode in args.modes:
+            for shape in args.shapes:
+                if mode == "within":
+                    pairs = measure_within(shape, Path(tmp), args)
+                else:
+                    pairs = measure_runs(shape, Path(tmp), args)
+                rows.append((mode, shape, pairs))
+    subprocess.run([*TMUX, "kill-server"], check=False, capture_output=True)
+    print("| how | shape | without (steps/s) | attached (steps/s) | attached / without [95% CI] | pairs |")
+    print("|---|---|---|---|---|---|")
+    for mode, shape, pairs in rows:
+        without = statistics.median(p[0] for p in pairs)
+        attached = statistics.median(p[1] for p in pairs)
+        how = f"one run, {args.window:g} s windows" if mode == "within" else f"runs of {args.steps} steps"
+        ratio = ratio_summary(pairs)
+        cells = [how, f"femb {shape}", f"{without:.3f}", f"{attached:.3f}", ratio, str(len(pairs))]
+        print(f"| {' | '.join(cells)} |")
     return 0
 
 

@@ -1,0 +1,46 @@
+"""benchmarks/bench_dashboard_overhead.py: how it times steps, its interval, and a real short run."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+
+def test_rate_leaves_out_the_gaps_of_checkpoints_and_evaluations(benchmark):
+    bench = benchmark("bench_dashboard_overhead")
+    timed = [
+        {"event": "step", "step": 10, "time": 0.0},
+        {"event": "step", "step": 11, "time": 0.5},
+        {"event": "checkpoint", "step": 11, "time": 5.0},  # 4.5 s of writing: not training speed
+        {"event": "step", "step": 12, "time": 5.5},
+        {"event": "eval", "step": 12, "time": 20.0},
+        {"event": "step", "step": 13, "time": 20.5},
+        {"event": "step", "step": 14, "time": 21.0},
+    ]
+    assert bench.rate(timed) == pytest.approx(2 / 1.0)  # 10→11 and 13→14: two steps in one second
+    with pytest.raises(RuntimeError, match="too few step events"):
+        bench.rate(timed[:1])
+
+
+def test_ratio_summary_is_the_mean_ratio_with_a_t_interval(benchmark):
+    bench = benchmark("bench_dashboard_overhead")
+    pairs = [(2.0, 2.0), (2.0, 2.2), (2.0, 1.8)]  # ratios 1.0, 1.1, 0.9: mean 1, sd 0.1
+    half = 4.303 * 0.1 / 3**0.5  # t(0.975, 2 degrees of freedom)
+    assert bench.ratio_summary(pairs) == f"1.000 [{1 - half:.3f}, {1 + half:.3f}]"
+    assert bench.ratio_summary([(2.0, 1.5)]) == "0.750"
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_within_one_run_attaches_and_detaches_the_dashboard(benchmark, capsys):
+    """The quick version, for real: a `femb train` whose terminal is closed after its warm-up goes on
+    training detached while `femb dashboard` comes and goes; every window has steps to time."""
+    bench = benchmark("bench_dashboard_overhead")
+    args = ["--modes", "within", "--shapes", "train", "--window", "2", "--settle", "1", "--pairs", "2"]
+    assert bench.main([*args, "--warmup", "3"]) == 0
+    captured = capsys.readouterr()
+    windows = [line.split() for line in captured.err.splitlines() if line.startswith("  train ")]
+    assert [w[1] for w in windows] == ["detached", "attached", "attached", "detached"]
+    assert all(float(w[2]) > 0 for w in windows)
+    row = next(line for line in captured.out.splitlines() if "femb train" in line)
+    assert row.startswith("| one run, 2 s windows | femb train |") and row.endswith("| 2 |")
