@@ -154,15 +154,17 @@ def main(argv: list[str] | None = None) -> int:
         print("error: tmux is needed (the dashboard draws in a real terminal)", file=sys.stderr)
         return 2
     rows = []
-    with tempfile.TemporaryDirectory(prefix="femb-overhead-") as tmp:
-        for mode in args.modes:
-            for shape in args.shapes:
-                if mode == "within":
-                    pairs = measure_within(shape, Path(tmp), args)
-                else:
-                    pairs = measure_runs(shape, Path(tmp), args)
-                rows.append((mode, shape, pairs))
-    subprocess.run([*TMUX, "kill-server"], check=False, capture_output=True)
+    # A session that stays: a tmux server exits with its last session, and a new-session racing
+    # that exit fails ("server exited unexpectedly").
+    open_terminal("keep", ["sleep", "86400"])
+    try:
+        with tempfile.TemporaryDirectory(prefix="femb-overhead-") as tmp:
+            for mode in args.modes:
+                for shape in args.shapes:
+                    measure = measure_within if mode == "within" else measure_runs
+                    rows.append((mode, shape, measure(shape, Path(tmp), args)))
+    finally:
+        subprocess.run([*TMUX, "kill-server"], check=False, capture_output=True)
     print("| how | shape | without (steps/s) | attached (steps/s) | attached / without [95% CI] | pairs |")
     print("|---|---|---|---|---|---|")
     for mode, shape, pairs in rows:
