@@ -7,14 +7,16 @@ run's own metrics.jsonl (the step events' times), so start-up, export and verifi
 Two ways to measure, both printed by default:
 
 - ``within``: one training, windows of ``--window`` seconds in ABBA order with the dashboard attached
-  (``femb dashboard RUN`` in the terminal) and detached (its terminal closed; the training goes on).
-  The same process, the same warm caches and thread placement on both sides, so run-to-run noise
-  drops out; the first ``--settle`` seconds of each window are not timed.
+  (``femb dashboard RUN`` in the terminal) and detached (its terminal closed; the training goes on),
+  from ``--warmup`` steps after the first epoch on. The same process, the same warm caches and
+  thread placement on both sides, so run-to-run noise drops out; the first ``--settle`` seconds of
+  each window are not timed.
 - ``runs``: whole runs with the dashboard against ``--no-dashboard``, alternating (plain, dashboard,
   dashboard, plain, …), after ``--warmup`` steps of ``--steps``: the median of ``--repeats`` each.
 
 Each ratio is attached / without (1.0: no cost; the goal is at least 0.97) with a 95% confidence
-interval over the ABBA pairs, so a difference within the machine's noise reads as one.
+interval over the ABBA pairs, so a difference within the machine's noise reads as one. ``within``
+also reads the cores the dashboard's processes used while attached (/proc), the most it can take.
 
     python benchmarks/bench_dashboard_overhead.py --window 20 --pairs 8 --steps 80 --repeats 3
 """
@@ -22,6 +24,7 @@ interval over the ABBA pairs, so a difference within the machine's noise reads a
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -54,12 +57,12 @@ def rate(timed: list[dict]) -> float:
     return steps / time_spent
 
 
-def command(shape: str, run_dir: Path, steps: int, dashboard: bool) -> list[str]:
+def command(shape: str, run_dir: Path, steps: int, dashboard: bool, data: str | None = None) -> list[str]:
     flag = "--dashboard" if dashboard else "--no-dashboard"
     common = ["--steps", str(steps), "--run-dir", str(run_dir), flag]
     if shape == "demo":
         return [*FEMB, "demo", *common, "-o", f"{run_dir}.onnx"]
-    return [*FEMB, "train", *common, "--eval-every", "0"]
+    return [*FEMB, "train", *common, "--eval-every", "0", *(["--data", data] if data else [])]
 
 
 def open_terminal(name: str, argv: list[str], then: str = "true") -> None:
@@ -72,6 +75,26 @@ def close_terminal(name: str) -> None:
     subprocess.run([*TMUX, "kill-session", "-t", name], check=False, capture_output=True)
 
 
+def pane_cpu_seconds(name: str) -> float:
+    """CPU seconds used so far by the processes in terminal ``name`` (the shell and its children)."""
+    shell = subprocess.run(
+        [*TMUX, "display-message", "-p", "-t", name, "#{pane_pid}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    total, pending = 0.0, [shell.stdout.strip()]
+    while pending:
+        pid = pending.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            pending += Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:  # it ended in between
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return total
+
+
 def ratio_summary(pairs: list[tuple[float, float]]) -> str:
     """Mean of attached/without over the pairs, with a 95% t-interval."""
     ratios = [attached / without for without, attached in pairs]
@@ -82,22 +105,33 @@ def ratio_summary(pairs: list[tuple[float, float]]) -> str:
     return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
 
 
-def measure_within(shape: str, folder: Path, args) -> list[tuple[float, float]]:
-    """(detached, attached) steps/s of ABBA window pairs of one long training."""
+def past_first_epoch(timed: list[dict], warmup: int) -> bool:
+    """The first epoch renders the synthetic faces (later epochs read them back): about 25% slower."""
+    start = next((e for e in timed if e.get("event") == "start"), None)
+    last = max((e["step"] for e in timed if e.get("event") == "step"), default=0)
+    return start is not None and last >= start["steps_per_epoch"] + warmup
+
+
+def measure_within(shape: str, folder: Path, args) -> tuple[list[tuple[float, float]], str]:
+    """(detached, attached) steps/s of ABBA window pairs of one long training, and the cores the
+    dashboard used while attached (an upper bound of what it can take from the training)."""
     run_dir = folder / f"{shape}-within"
-    open_terminal("train", command(shape, run_dir, 10**6, dashboard=True))
+    open_terminal("train", command(shape, run_dir, 10**6, dashboard=True, data=args.train_data))
     try:
-        while sum(e.get("event") == "step" for e in events(run_dir)) < args.warmup:
+        while not past_first_epoch(events(run_dir), args.warmup):
             time.sleep(1)
         close_terminal("train")  # from here on the training runs detached
         rates: dict[bool, list[float]] = {False: [], True: []}
+        cores = []
         for attached in [False, True, True, False] * (args.pairs // 2):
             if attached:
                 open_terminal("dashboard", [*FEMB, "dashboard", str(run_dir)])
-            start = time.time() + args.settle
-            time.sleep(args.settle + args.window)
+            time.sleep(args.settle)
+            start, cpu_start = time.time(), attached and pane_cpu_seconds("dashboard")
+            time.sleep(args.window)
             end = time.time()
             if attached:
+                cores.append((pane_cpu_seconds("dashboard") - cpu_start) / (end - start))
                 close_terminal("dashboard")
             value = rate([e for e in events(run_dir) if start <= e["time"] <= end])
             rates[attached].append(value)
@@ -106,7 +140,7 @@ def measure_within(shape: str, folder: Path, args) -> list[tuple[float, float]]:
         close_terminal("dashboard")
         close_terminal("train")
         subprocess.run([*FEMB, "stop", str(run_dir), "--wait"], check=False, capture_output=True)
-    return list(zip(rates[False], rates[True], strict=True))
+    return list(zip(rates[False], rates[True], strict=True)), f"{statistics.fmean(cores):.4f}"
 
 
 def measure_run(shape: str, dashboard: bool, folder: Path, index: int, args) -> float:
@@ -114,7 +148,8 @@ def measure_run(shape: str, dashboard: bool, folder: Path, index: int, args) -> 
     run_dir = folder / f"{shape}-{'dashboard' if dashboard else 'plain'}-{index}"
     done = run_dir.with_suffix(".done")
     name = f"{shape}-{index}-{int(dashboard)}"
-    open_terminal(name, command(shape, run_dir, args.steps, dashboard), then=f"touch {done}")
+    argv = command(shape, run_dir, args.steps, dashboard, data=args.train_data)
+    open_terminal(name, argv, then=f"touch {done}")
     try:
         deadline = time.monotonic() + args.timeout
         while not done.exists() and time.monotonic() < deadline:
@@ -135,7 +170,7 @@ def measure_runs(shape: str, folder: Path, args) -> list[tuple[float, float]]:
         value = measure_run(shape, dashboard, folder, index, args)
         rates[dashboard].append(value)
         print(f"  {shape} {'dashboard' if dashboard else 'plain'} {value:.3f} steps/s", file=sys.stderr)
-    return list(zip(rates[False], rates[True], strict=True))
+    return list(zip(rates[False], rates[True], strict=True)), "not measured"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=80, help="runs: training steps of each run")
     parser.add_argument("--warmup", type=int, default=10, help="steps not timed (start-up)")
     parser.add_argument("--repeats", type=int, default=3, help="runs: runs of each kind")
+    parser.add_argument("--train-data", help="femb train's --data (default: its own default)")
     parser.add_argument("--timeout", type=float, default=900, help="runs: seconds at most per run")
     args = parser.parse_args(argv)
     if shutil.which("tmux") is None:
@@ -162,17 +198,18 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.modes:
                 for shape in args.shapes:
                     measure = measure_within if mode == "within" else measure_runs
-                    rows.append((mode, shape, measure(shape, Path(tmp), args)))
+                    rows.append((mode, shape, *measure(shape, Path(tmp), args)))
     finally:
         subprocess.run([*TMUX, "kill-server"], check=False, capture_output=True)
-    print("| how | shape | without (steps/s) | attached (steps/s) | attached / without [95% CI] | pairs |")
-    print("|---|---|---|---|---|---|")
-    for mode, shape, pairs in rows:
+    header = "without (steps/s) | attached (steps/s) | attached / without [95% CI] | pairs | UI cores"
+    print(f"| how | shape | {header} |")
+    print("|---|---|---|---|---|---|---|")
+    for mode, shape, pairs, ui_cores in rows:
         without = statistics.median(p[0] for p in pairs)
         attached = statistics.median(p[1] for p in pairs)
         how = f"one run, {args.window:g} s windows" if mode == "within" else f"runs of {args.steps} steps"
         ratio = ratio_summary(pairs)
-        cells = [how, f"femb {shape}", f"{without:.3f}", f"{attached:.3f}", ratio, str(len(pairs))]
+        cells = [how, f"femb {shape}", f"{without:.3f}", f"{attached:.3f}", ratio, str(len(pairs)), ui_cores]
         print(f"| {' | '.join(cells)} |")
     return 0
 
