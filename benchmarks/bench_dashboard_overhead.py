@@ -24,8 +24,6 @@ also reads the cores the dashboard's processes used while attached (/proc), the 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,11 +32,9 @@ import time
 from pathlib import Path
 
 from scipy import stats
+from terminal import FEMB, close_terminal, cpu_seconds, open_terminal, press, terminal_server
 
 from femb.training.events import read_events
-
-FEMB = [sys.executable, "-m", "femb_cli.main"]
-TMUX = ["tmux", "-L", "femb-overhead"]  # a server of its own: never the user's sessions
 
 
 def events(run_dir: Path) -> list[dict]:
@@ -65,36 +61,6 @@ def command(shape: str, run_dir: Path, steps: int, dashboard: bool, data: str | 
     return [*FEMB, "train", *common, "--eval-every", "0", *(["--data", data] if data else [])]
 
 
-def open_terminal(name: str, argv: list[str], then: str = "true") -> None:
-    line = f"{' '.join(argv)}; {then}"
-    subprocess.run([*TMUX, "new-session", "-d", "-x", "120", "-y", "40", "-s", name, line], check=True)
-
-
-def close_terminal(name: str) -> None:
-    """Kill the tmux session: its processes get SIGHUP, as when an SSH connection drops."""
-    subprocess.run([*TMUX, "kill-session", "-t", name], check=False, capture_output=True)
-
-
-def pane_cpu_seconds(name: str) -> float:
-    """CPU seconds used so far by the processes in terminal ``name`` (the shell and its children)."""
-    shell = subprocess.run(
-        [*TMUX, "display-message", "-p", "-t", name, "#{pane_pid}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    total, pending = 0.0, [shell.stdout.strip()]
-    while pending:
-        pid = pending.pop()
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            pending += Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        except OSError:  # it ended in between
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-    return total
-
-
 def ratio_summary(pairs: list[tuple[float, float]]) -> str:
     """Mean of attached/without over the pairs, with a 95% t-interval."""
     ratios = [attached / without for without, attached in pairs]
@@ -106,7 +72,7 @@ def ratio_summary(pairs: list[tuple[float, float]]) -> str:
 
 
 def past_first_epoch(timed: list[dict], warmup: int) -> bool:
-    """The first epoch renders the synthetic faces (later epochs read them back): about 25% slower."""
+    """The first epoch renders the synthetic faces (later epochs read them back), so it is slower."""
     start = next((e for e in timed if e.get("event") == "start"), None)
     last = max((e["step"] for e in timed if e.get("event") == "step"), default=0)
     return start is not None and last >= start["steps_per_epoch"] + warmup
@@ -127,11 +93,11 @@ def measure_within(shape: str, folder: Path, args) -> tuple[list[tuple[float, fl
             if attached:
                 open_terminal("dashboard", [*FEMB, "dashboard", str(run_dir)])
             time.sleep(args.settle)
-            start, cpu_start = time.time(), attached and pane_cpu_seconds("dashboard")
+            start, cpu_start = time.time(), cpu_seconds("dashboard") if attached else 0.0
             time.sleep(args.window)
             end = time.time()
             if attached:
-                cores.append((pane_cpu_seconds("dashboard") - cpu_start) / (end - start))
+                cores.append((cpu_seconds("dashboard") - cpu_start) / (end - start))
                 close_terminal("dashboard")
             value = rate([e for e in events(run_dir) if start <= e["time"] <= end])
             rates[attached].append(value)
@@ -154,7 +120,7 @@ def measure_run(shape: str, dashboard: bool, folder: Path, index: int, args) -> 
         deadline = time.monotonic() + args.timeout
         while not done.exists() and time.monotonic() < deadline:
             if any(e.get("event") == "end" for e in events(run_dir)):
-                subprocess.run([*TMUX, "send-keys", "-t", name, "q"], check=False)  # a dashboard left open
+                press(name, "q")  # a dashboard left open
             time.sleep(1)
     finally:
         close_terminal(name)
@@ -163,8 +129,8 @@ def measure_run(shape: str, dashboard: bool, folder: Path, index: int, args) -> 
     return rate([e for e in timed if e["time"] >= start])
 
 
-def measure_runs(shape: str, folder: Path, args) -> list[tuple[float, float]]:
-    """(plain, dashboard) steps/s of ABBA pairs of whole runs."""
+def measure_runs(shape: str, folder: Path, args) -> tuple[list[tuple[float, float]], str]:
+    """(plain, dashboard) steps/s of ABBA pairs of whole runs (the dashboard's cores: not read)."""
     rates: dict[bool, list[float]] = {False: [], True: []}
     for index, dashboard in enumerate(([False, True, True, False] * args.repeats)[: 2 * args.repeats]):
         value = measure_run(shape, dashboard, folder, index, args)
@@ -186,21 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-data", help="femb train's --data (default: its own default)")
     parser.add_argument("--timeout", type=float, default=900, help="runs: seconds at most per run")
     args = parser.parse_args(argv)
-    if shutil.which("tmux") is None:
-        print("error: tmux is needed (the dashboard draws in a real terminal)", file=sys.stderr)
-        return 2
     rows = []
-    # A session that stays: a tmux server exits with its last session, and a new-session racing
-    # that exit fails ("server exited unexpectedly").
-    open_terminal("keep", ["sleep", "86400"])
-    try:
-        with tempfile.TemporaryDirectory(prefix="femb-overhead-") as tmp:
-            for mode in args.modes:
-                for shape in args.shapes:
-                    measure = measure_within if mode == "within" else measure_runs
-                    rows.append((mode, shape, *measure(shape, Path(tmp), args)))
-    finally:
-        subprocess.run([*TMUX, "kill-server"], check=False, capture_output=True)
+    with terminal_server(), tempfile.TemporaryDirectory(prefix="femb-overhead-") as tmp:
+        for mode in args.modes:
+            for shape in args.shapes:
+                measure = measure_within if mode == "within" else measure_runs
+                rows.append((mode, shape, *measure(shape, Path(tmp), args)))
     header = "without (steps/s) | attached (steps/s) | attached / without [95% CI] | pairs | UI cores"
     print(f"| how | shape | {header} |")
     print("|---|---|---|---|---|---|---|")

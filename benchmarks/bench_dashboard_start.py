@@ -11,8 +11,6 @@ event's time) and what importing torch alone takes on this machine, each the med
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -20,28 +18,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from terminal import FEMB, close_terminal, open_terminal, screen, terminal_server
+
 from femb.training.events import read_events
 
-FEMB = [sys.executable, "-m", "femb_cli.main"]
 DRAWN = "Stop / quit"  # the key bar, at the bottom of every frame
-
-
-def screen(session: str) -> str:
-    return subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
-    ).stdout
 
 
 def one_start(run_dir: Path, timeout: float) -> tuple[float, float]:
     """(seconds to the first frame, seconds to the first step event) of one `femb train`."""
     session = f"femb-start-{run_dir.name}"
-    path = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
     argv = [*FEMB, "train", "--steps", "3", "--eval-every", "0", "--run-dir", str(run_dir), "--dashboard"]
     started = time.time()
-    subprocess.run(
-        ["tmux", "new-session", "-d", "-x", "120", "-y", "40", "-s", session, f"{path}{' '.join(argv)}"],
-        check=True,
-    )
+    open_terminal(session, argv)
     try:
         deadline = time.monotonic() + timeout
         while DRAWN not in screen(session):
@@ -56,7 +45,7 @@ def one_start(run_dir: Path, timeout: float) -> tuple[float, float]:
         first_step = next(e for e in read_events(run_dir / "metrics.jsonl") if e.get("event") == "step")
         return drawn, first_step["time"] - started
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)
+        close_terminal(session)
         subprocess.run([*FEMB, "stop", str(run_dir)], check=False, capture_output=True)
 
 
@@ -72,11 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args(argv)
-    if shutil.which("tmux") is None:
-        print("error: tmux is needed (the dashboard draws in a real terminal)", file=sys.stderr)
-        return 2
     frames, steps, imports = [], [], []
-    with tempfile.TemporaryDirectory(prefix="femb-start-") as tmp:
+    with terminal_server(), tempfile.TemporaryDirectory(prefix="femb-start-") as tmp:
         for index in range(args.repeats):
             drawn, first_step = one_start(Path(tmp) / f"run{index}", args.timeout)
             frames.append(drawn)
