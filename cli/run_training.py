@@ -97,12 +97,14 @@ def run_in_child(
     process, title = ChildProcess(popen, started_at), f"femb train · {run_dir.name}"
     if drawn is not None:
         app = drawn.attach(run_dir, process, title, exit_on_end)
-        if app is None:  # left in the moment between: the training had only begun to start
+        if app is None and drawn.cancelled:  # q in the moment between: the training had only begun
             os.killpg(popen.pid, signal.SIGINT)
             wait_for_child(popen)
             run_dir.discard_if_unused()
             return CANCELLED_EXIT
-        return after_dashboard(app, popen, run_dir)
+        # None otherwise: the dashboard failed or lost its terminal before it attached; the
+        # training goes on, as it does when that happens after.
+        return after_dashboard(app or drawn.app, popen, run_dir)
     app = create_dashboard_app(
         follow_run_dir=run_dir.path, process=process, title=title, exit_on_end=exit_on_end
     )

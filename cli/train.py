@@ -8,7 +8,6 @@ the process count, the head's ``--s``/``--m`` shortcuts) is :data:`CLI_ONLY`, on
 from __future__ import annotations
 
 import inspect
-import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from femb.training.run_dir import RunDir, RunLock
 from femb.training.runtime import launched_rank, launched_world_size
 from femb.training.schema import Spec, value_type
 from femb_cli.dashboard.starting import current as dashboard_drawn
+from femb_cli.dashboard.starting import shows_dashboard
 from femb_cli.errors import fail, flag, with_flags
 from femb_cli.launch import MAX_LOCAL_PROCESSES
 
@@ -174,8 +174,7 @@ def train_command(ctx: typer.Context, **values: Any) -> None:
         # Device and precision are checked before anything is written.
         resolve_amp(train_config.amp, resolve_device(train_config.device))
         # With the dashboard or --detach the training runs in a child process of its own.
-        wants_dashboard = sys.stdout.isatty() if cli["dashboard"] is None else cli["dashboard"]
-        in_front = launched_world_size() == 1 and (cli["detach"] or wants_dashboard)
+        in_front = launched_world_size() == 1 and (cli["detach"] or shows_dashboard(cli["dashboard"]))
         in_front = in_front or dashboard_drawn() is not None  # drawn before the options were read
         nproc = cli["nproc_per_node"]
         if nproc > 1 and launched_world_size() == 1:

@@ -27,19 +27,25 @@ CANCELLED_EXIT = 130
 _current: DashboardFirst | None = None
 
 
+def shows_dashboard(asked: bool | None) -> bool:
+    """Whether `femb train` shows the dashboard: ``--dashboard``/``--no-dashboard`` as ``asked``,
+    else when stdout is a terminal; never in a training child or a torchrun worker (they train)."""
+    from femb_cli.run_training import CHILD_ENV
+
+    if os.environ.get(CHILD_ENV) or os.environ.get("TORCHELASTIC_RUN_ID") is not None:
+        return False
+    return sys.stdout.isatty() if asked is None else asked
+
+
 def dashboard_first(args: list[str]) -> bool:
-    """Whether ``femb ARGS`` is `femb train` showing the dashboard (the test of ``train_command``,
-    read from the words before it parses them: ``--dashboard``, or a terminal)."""
+    """Whether ``femb ARGS`` is `femb train` showing the dashboard (:func:`shows_dashboard`, read
+    from the words before they are parsed)."""
     if not args or args[0] != "train" or _current is not None:
         return False
     words = args[: args.index("--")] if "--" in args else args
     if any(word in NO_DASHBOARD_FLAGS for word in words):
         return False
-    from femb_cli.run_training import CHILD_ENV
-
-    if os.environ.get(CHILD_ENV) or os.environ.get("TORCHELASTIC_RUN_ID") is not None:
-        return False  # a training child or a torchrun worker: it trains, it never draws
-    return "--dashboard" in words or sys.stdout.isatty()
+    return shows_dashboard(True if "--dashboard" in words else None)
 
 
 def current() -> DashboardFirst | None:

@@ -15,21 +15,19 @@ import dataclasses
 import gc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from femb.backbones.registry import prefers_channels_last
-from femb.data.bad_images import skipped_images_note
 from femb.errors import one_line
-from femb.training import checkpointing, reporting
+from femb.training import checkpointing
 from femb.training.between_steps import BetweenSteps
 from femb.training.checkpointing import Checkpointer, TrainingState
 from femb.training.config import TrainConfig
 from femb.training.control import TrainingControl
-from femb.training.events import Event, make_event
 from femb.training.objective import Objective
 from femb.training.options import FitOptions
+from femb.training.reporting import RunEvents
 from femb.training.runtime import TIMEOUT_ENV, PeerLostError, Runtime, is_collective_failure
 from femb.training.setup import (
     ThroughputMeter,
@@ -71,7 +69,7 @@ def fit(
     return Trainer(model, train_dataset, config, options).run()
 
 
-class Trainer(BetweenSteps):
+class Trainer(BetweenSteps, RunEvents):
     """The loop, its control polling and its evaluation cadence; the parts are built in setup."""
 
     def __init__(self, model, train_dataset, config: TrainConfig, options: FitOptions):
@@ -138,15 +136,6 @@ class Trainer(BetweenSteps):
     @property
     def step(self) -> int:
         return self.progress.step
-
-    def emit(self, kind: str, /, **fields: Any) -> Event:
-        event = make_event(kind, **fields)
-        for sink in self.sinks:
-            sink(event)
-        return event
-
-    def log(self, message: str, level: str = "info") -> None:
-        self.emit("log", level=level, message=message)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,39 +282,3 @@ class Trainer(BetweenSteps):
                 yield next(iterator)
             except StopIteration:
                 return
-
-    # ------------------------------------------------------------------ events of the run
-    def _start_event(self) -> None:
-        for note in self._notes:
-            self.log(note, "warning")
-        self.emit("start", **reporting.start_fields(self))
-
-    def _read_validation_images(self) -> None:
-        """Before the first step: a damaged validation image stops the run before any training."""
-        if self.runtime.is_primary and self.validation.unread_images():
-            on_image = reporting.TaskProgress(self.emit, "validation images", self.step)
-            self.validation.read_images(on_image)
-
-    def _step_event(self, loss_value: float, embeddings: torch.Tensor) -> None:
-        fields = reporting.step_fields(self, loss_value, embeddings)
-        self.history.append({"event": "step", "step": self.step, "loss": loss_value, "lr": fields["lr"]})
-        self.emit("step", **fields)
-
-    def _finish(self, reason: str, message: str) -> None:
-        try:
-            if self.run_dir is not None and reason == "completed" and self.runtime.is_primary:
-                self.model.save(self.run_dir.final_backbone, include_header=False)
-            if self._wants_projector and reason == "completed":
-                on_batch = reporting.TaskProgress(self.emit, "projector", self.step, final=True)
-                self._projected = self.validation.projector_sample(on_batch=on_batch)
-            if reason == "nonfinite":
-                self.log(message, "error")
-            skipped = skipped_images_note(self.train_dataset)  # workers' finds included (shared)
-            if skipped and self.runtime.is_primary:
-                self.log(skipped, "warning")
-            self.emit("end", **reporting.end_fields(self, reason, message))
-        finally:
-            for close in self._closers:
-                close()
-            if self.lock is not None:
-                self.lock.release()

@@ -1,10 +1,15 @@
-"""The fields of a run's ``start``, ``step`` and ``end`` events (see :mod:`femb.training.events`)."""
+"""The events a run emits to its sinks, and the fields of its ``start``, ``step`` and ``end`` events
+(see :mod:`femb.training.events`)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
+
+from femb.data.bad_images import skipped_images_note
+from femb.training.events import Event, make_event
 
 
 def start_fields(trainer) -> dict:
@@ -89,3 +94,53 @@ class TaskProgress:
 
     def _send(self, done: int, total: int | None) -> None:
         self.emit("progress", task=self.task, step=self.step, done=done, total=total, final=self.final)
+
+
+class RunEvents:
+    """Mixed into :class:`femb.training.loop.Trainer`: what the run says to its sinks, from its start
+    event to its end event (after the last saves of a completed run). Uses the trainer's sinks,
+    validation, runtime and run directory."""
+
+    def emit(self, kind: str, /, **fields: Any) -> Event:
+        event = make_event(kind, **fields)
+        for sink in self.sinks:
+            sink(event)
+        return event
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.emit("log", level=level, message=message)
+
+    def _start_event(self) -> None:
+        for note in self._notes:
+            self.log(note, "warning")
+        self.emit("start", **start_fields(self))
+
+    def _read_validation_images(self) -> None:
+        """Before the first step: a damaged validation image stops the run before any training."""
+        if self.runtime.is_primary and self.validation.unread_images():
+            on_image = TaskProgress(self.emit, "validation images", self.step)
+            self.validation.read_images(on_image)
+
+    def _step_event(self, loss_value: float, embeddings: torch.Tensor) -> None:
+        fields = step_fields(self, loss_value, embeddings)
+        self.history.append({"event": "step", "step": self.step, "loss": loss_value, "lr": fields["lr"]})
+        self.emit("step", **fields)
+
+    def _finish(self, reason: str, message: str) -> None:
+        try:
+            if self.run_dir is not None and reason == "completed" and self.runtime.is_primary:
+                self.model.save(self.run_dir.final_backbone, include_header=False)
+            if self._wants_projector and reason == "completed":
+                on_batch = TaskProgress(self.emit, "projector", self.step, final=True)
+                self._projected = self.validation.projector_sample(on_batch=on_batch)
+            if reason == "nonfinite":
+                self.log(message, "error")
+            skipped = skipped_images_note(self.train_dataset)  # workers' finds included (shared)
+            if skipped and self.runtime.is_primary:
+                self.log(skipped, "warning")
+            self.emit("end", **end_fields(self, reason, message))
+        finally:
+            for close in self._closers:
+                close()
+            if self.lock is not None:
+                self.lock.release()

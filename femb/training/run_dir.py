@@ -25,8 +25,9 @@ class ExistingRunError(ConfigError):
 
     def __init__(self, path: Path):
         super().__init__(
-            "run_dir", f"run_dir {path}: already holds a run; resume it, choose another run_dir or name, "
-            "or set overwrite to replace it"
+            "run_dir",
+            f"run_dir {path}: already holds a run; resume it, choose another run_dir or name, "
+            "or set overwrite to replace it",
         )
         self.path = path
 
