@@ -13,6 +13,8 @@ Two ways to measure, both printed by default:
   each window are not timed.
 - ``runs``: whole runs with the dashboard against ``--no-dashboard``, alternating (plain, dashboard,
   dashboard, plain, …), after ``--warmup`` steps of ``--steps``: the median of ``--repeats`` each.
+  ``--against detached`` compares with ``--detach`` instead: the same child process, no dashboard,
+  so what remains is the dashboard's own cost, not the process shape's.
 
 Each ratio is attached / without (1.0: no cost; the goal is at least 0.97) with a 95% confidence
 interval over the ABBA pairs, so a difference within the machine's noise reads as one. ``within``
@@ -53,9 +55,12 @@ def rate(timed: list[dict]) -> float:
     return steps / time_spent
 
 
-def command(shape: str, run_dir: Path, steps: int, dashboard: bool, data: str | None = None) -> list[str]:
-    flag = "--dashboard" if dashboard else "--no-dashboard"
-    common = ["--steps", str(steps), "--run-dir", str(run_dir), flag]
+# How a run is shown: the dashboard attached, progress lines in the terminal, or nothing (--detach).
+SHOWN_BY = {"dashboard": "--dashboard", "plain": "--no-dashboard", "detached": "--detach"}
+
+
+def command(shape: str, run_dir: Path, steps: int, shown: str, data: str | None = None) -> list[str]:
+    common = ["--steps", str(steps), "--run-dir", str(run_dir), SHOWN_BY[shown]]
     if shape == "demo":
         return [*FEMB, "demo", *common, "-o", f"{run_dir}.onnx"]
     return [*FEMB, "train", *common, "--eval-every", "0", *(["--data", data] if data else [])]
@@ -82,7 +87,7 @@ def measure_within(shape: str, folder: Path, args) -> tuple[list[tuple[float, fl
     """(detached, attached) steps/s of ABBA window pairs of one long training, and the cores the
     dashboard used while attached (an upper bound of what it can take from the training)."""
     run_dir = folder / f"{shape}-within"
-    open_terminal("train", command(shape, run_dir, 10**6, dashboard=True, data=args.train_data))
+    open_terminal("train", command(shape, run_dir, 10**6, "dashboard", data=args.train_data))
     try:
         while not past_first_epoch(events(run_dir), args.warmup):
             time.sleep(1)
@@ -109,34 +114,41 @@ def measure_within(shape: str, folder: Path, args) -> tuple[list[tuple[float, fl
     return list(zip(rates[False], rates[True], strict=True)), f"{statistics.fmean(cores):.4f}"
 
 
-def measure_run(shape: str, dashboard: bool, folder: Path, index: int, args) -> float:
+def measure_run(shape: str, shown: str, folder: Path, index: int, args) -> float:
     """Steps/s of one whole run after its warm-up; the same terminal and polling either way."""
-    run_dir = folder / f"{shape}-{'dashboard' if dashboard else 'plain'}-{index}"
-    done = run_dir.with_suffix(".done")
-    name = f"{shape}-{index}-{int(dashboard)}"
-    argv = command(shape, run_dir, args.steps, dashboard, data=args.train_data)
-    open_terminal(name, argv, then=f"touch {done}")
+    run_dir = folder / f"{shape}-{shown}-{index}"
+    done = run_dir.with_suffix(".done")  # the command has returned (at once, for --detach)
+    name = f"{shape}-{index}-{shown}"
+    open_terminal(
+        name, command(shape, run_dir, args.steps, shown, data=args.train_data), then=f"touch {done}"
+    )
     try:
         deadline = time.monotonic() + args.timeout
-        while not done.exists() and time.monotonic() < deadline:
-            if any(e.get("event") == "end" for e in events(run_dir)):
+        while time.monotonic() < deadline:
+            ended = any(e.get("event") == "end" for e in events(run_dir))
+            if done.exists() and (ended or shown != "detached"):
+                break
+            if ended and shown == "dashboard":
                 press(name, "q")  # a dashboard left open
             time.sleep(1)
     finally:
         close_terminal(name)
+        if shown == "detached" and not any(e.get("event") == "end" for e in events(run_dir)):
+            subprocess.run([*FEMB, "stop", str(run_dir), "--wait"], check=False, capture_output=True)
     timed = events(run_dir)
     start = next(e["time"] for e in timed if e.get("event") == "step" and e["step"] >= args.warmup)
     return rate([e for e in timed if e["time"] >= start])
 
 
 def measure_runs(shape: str, folder: Path, args) -> tuple[list[tuple[float, float]], str]:
-    """(plain, dashboard) steps/s of ABBA pairs of whole runs (the dashboard's cores: not read)."""
-    rates: dict[bool, list[float]] = {False: [], True: []}
-    for index, dashboard in enumerate(([False, True, True, False] * args.repeats)[: 2 * args.repeats]):
-        value = measure_run(shape, dashboard, folder, index, args)
-        rates[dashboard].append(value)
-        print(f"  {shape} {'dashboard' if dashboard else 'plain'} {value:.3f} steps/s", file=sys.stderr)
-    return list(zip(rates[False], rates[True], strict=True)), "not measured"
+    """(without, dashboard) steps/s of ABBA pairs of whole runs (the dashboard's cores: not read)."""
+    rates: dict[str, list[float]] = {args.against: [], "dashboard": []}
+    order = [args.against, "dashboard", "dashboard", args.against] * args.repeats
+    for index, shown in enumerate(order[: 2 * args.repeats]):
+        value = measure_run(shape, shown, folder, index, args)
+        rates[shown].append(value)
+        print(f"  {shape} {shown} {value:.3f} steps/s", file=sys.stderr)
+    return list(zip(rates[args.against], rates["dashboard"], strict=True)), "not measured"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,9 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=80, help="runs: training steps of each run")
     parser.add_argument("--warmup", type=int, default=10, help="steps not timed (start-up)")
     parser.add_argument("--repeats", type=int, default=3, help="runs: runs of each kind")
+    parser.add_argument(
+        "--against",
+        default="plain",
+        choices=["plain", "detached"],
+        help="runs: without the dashboard means --no-dashboard (plain) or --detach (the same child process)",
+    )
     parser.add_argument("--train-data", help="femb train's --data (default: its own default)")
     parser.add_argument("--timeout", type=float, default=900, help="runs: seconds at most per run")
     args = parser.parse_args(argv)
+    if args.against == "detached" and "runs" in args.modes and "demo" in args.shapes:
+        parser.error("--against detached: femb demo has no --detach (measure it with --shapes train)")
     rows = []
     with terminal_server(), tempfile.TemporaryDirectory(prefix="femb-overhead-") as tmp:
         for mode in args.modes:
@@ -164,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     for mode, shape, pairs, ui_cores in rows:
         without = statistics.median(p[0] for p in pairs)
         attached = statistics.median(p[1] for p in pairs)
-        how = f"one run, {args.window:g} s windows" if mode == "within" else f"runs of {args.steps} steps"
+        how = f"one run, {args.window:g} s windows"
+        if mode == "runs":
+            how = f"runs of {args.steps} steps, against {SHOWN_BY[args.against]}"
         ratio = ratio_summary(pairs)
         cells = [how, f"femb {shape}", f"{without:.3f}", f"{attached:.3f}", ratio, str(len(pairs)), ui_cores]
         print(f"| {' | '.join(cells)} |")

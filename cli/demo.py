@@ -10,12 +10,12 @@ can repeat any step by hand:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from femb_cli.dashboard.starting import shows_dashboard
 from femb_cli.errors import fail, with_flags
 
 # Sized for a few minutes end to end on a 2-core CPU with the default mobilefacenet_fast (the
@@ -89,7 +89,7 @@ def demo_command(
     pairs = pairs_from_labelled(val_set, num_pairs=2000, seed=config.seed)
     write_pairs_dataset_bin(pairs_file, pairs)
 
-    use_dashboard = sys.stdout.isatty() if dashboard is None else dashboard
+    use_dashboard = shows_dashboard(dashboard)
     typer.secho(
         f"[1/3] femb train --data synthetic:{identities} --steps {steps} --head cosface --s 30 --m 0.3 "
         f"--run-dir {folder.path}",

@@ -55,3 +55,18 @@ def test_within_one_run_attaches_and_detaches_the_dashboard(benchmark, capsys):
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[:2] == ["one run, 3 s windows", "femb train"] and cells[5] == "2"
     assert 0 < float(cells[6]) < 0.5  # the dashboard's cores while attached: drawing, not idle, not spinning
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_whole_runs_against_the_detached_child(benchmark, capsys):
+    """``--against detached``: whole runs with the dashboard against the same child process alone
+    (`femb train --detach`, which returns at once: its run is waited for to its end event)."""
+    bench = benchmark("bench_dashboard_overhead")
+    args = ["--modes", "runs", "--shapes", "train", "--steps", "8", "--warmup", "2", "--repeats", "1"]
+    assert bench.main([*args, "--against", "detached", "--train-data", "synthetic:20"]) == 0
+    captured = capsys.readouterr()
+    runs = [line.split() for line in captured.err.splitlines() if line.startswith("  train ")]
+    assert [r[1] for r in runs] == ["detached", "dashboard"] and all(float(r[2]) > 0 for r in runs)
+    row = next(line for line in captured.out.splitlines() if "femb train" in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:2] == ["runs of 8 steps, against --detach", "femb train"] and cells[5] == "1"

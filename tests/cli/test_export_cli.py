@@ -75,9 +75,7 @@ def test_fp16_normalize_in_graph_and_extra_metadata(run_dir, tmp_path):
 
 
 def test_parity_failure_exits_1_and_writes_nothing(run_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        "femb.export.parity.compare_embeddings", lambda a, b: ParityResult(len(a), 0.25, 0.9)
-    )
+    monkeypatch.setattr("femb.export.parity.compare_embeddings", lambda a, b: ParityResult(len(a), 0.25, 0.9))
     out = tmp_path / "bad.onnx"
     result = runner.invoke(app, ["export", "onnx", str(run_dir), "-o", str(out)])
     line = assert_one_line_error(result, code=1)
