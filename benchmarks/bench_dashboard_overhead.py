@@ -43,6 +43,10 @@ def events(run_dir: Path) -> list[dict]:
     return read_events(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
 
 
+def has_ended(run_dir: Path) -> bool:
+    return any(e.get("event") == "end" for e in events(run_dir))
+
+
 def rate(timed: list[dict]) -> float:
     """Steps/s between consecutive step events, leaving out the gaps an evaluation or checkpoint took."""
     steps = time_spent = 0.0
@@ -125,7 +129,7 @@ def measure_run(shape: str, shown: str, folder: Path, index: int, args) -> float
     try:
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
-            ended = any(e.get("event") == "end" for e in events(run_dir))
+            ended = has_ended(run_dir)
             if done.exists() and (ended or shown != "detached"):
                 break
             if ended and shown == "dashboard":
@@ -133,7 +137,7 @@ def measure_run(shape: str, shown: str, folder: Path, index: int, args) -> float
             time.sleep(1)
     finally:
         close_terminal(name)
-        if shown == "detached" and not any(e.get("event") == "end" for e in events(run_dir)):
+        if shown == "detached" and not has_ended(run_dir):
             subprocess.run([*FEMB, "stop", str(run_dir), "--wait"], check=False, capture_output=True)
     timed = events(run_dir)
     start = next(e["time"] for e in timed if e.get("event") == "step" and e["step"] >= args.warmup)
